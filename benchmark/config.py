@@ -1,0 +1,204 @@
+"""Configuration: YAML profiles inside the project, dotted ``--set`` overrides, type checks.
+
+A resolved config is a plain nested ``dict``. ``defaults.yaml`` holds every key with the paper's
+values; a profile (``paper``, ``cpu``, ``smoke``) overrides some of them; ``--set a.b=c``
+overrides any existing key. Unknown keys and values of the wrong type raise :class:`UserError`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import hashlib
+import json
+from importlib import resources
+from typing import Any
+
+import yaml
+
+from benchmark.errors import UserError
+
+# Keys whose value must be one of a fixed set (checked after every override).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.arch": ("resnet18", "resnet34", "resnet50", "resnet101"),
+    "eval.query_resolution": ("lr", "hr"),
+    "eval.distance": ("euclidean", "cosine"),
+    "data.interpolation": ("bicubic", "bilinear", "nearest", "lanczos"),
+    "train.optimizer": ("adam", "sgd"),
+}
+
+
+def _profile_dir():
+    return resources.files("benchmark") / "profiles"
+
+
+def list_profiles() -> dict[str, str]:
+    """Return {profile name: one-line description} for the profiles shipped with the project."""
+    out = {}
+    for entry in sorted(_profile_dir().iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".yaml") and entry.name != "defaults.yaml":
+            data = yaml.safe_load(entry.read_text()) or {}
+            out[entry.name[: -len(".yaml")]] = str(data.get("description", ""))
+    return out
+
+
+def _read_yaml(name: str) -> dict[str, Any]:
+    path = _profile_dir() / name
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:  # a broken profile shipped with the project is a bug; say where
+        raise UserError(f"profile file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise UserError(f"profile file {path}: expected a mapping at the top level")
+    return data
+
+
+def flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{'a': {'b': 1}} -> {'a.b': 1}. Lists are leaves."""
+    out: dict[str, Any] = {}
+    for key, value in cfg.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any], where: str, prefix: str = "") -> None:
+    for key, value in override.items():
+        dotted = f"{prefix}{key}"
+        if key not in base:
+            raise UserError(f"{where}: unknown config key '{dotted}'" + _suggest(dotted, base))
+        if isinstance(base[key], dict) and base[key]:
+            if not isinstance(value, dict):
+                raise UserError(f"{where}: '{dotted}' is a section; expected a mapping")
+            _merge(base[key], value, where, dotted + ".")
+        else:
+            base[key] = _coerce(dotted, base[key], value, where)
+
+
+def _suggest(dotted: str, base: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(dotted.split(".")[-1], list(base), n=3)
+    return f" (did you mean: {', '.join(close)}?)" if close else ""
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _coerce(key: str, default: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against the type of ``default`` (the key's value before the override)."""
+    if default is None or value is None:
+        return value
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif isinstance(default, str):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif isinstance(default, list):
+        if isinstance(value, list):
+            if default and value:
+                return [_coerce(f"{key}[{i}]", default[0], v, where) for i, v in enumerate(value)]
+            return value
+    if isinstance(default, dict) and isinstance(value, dict):
+        return value
+    raise UserError(
+        f"{where}: '{key}' expects {_type_name(default)} (like {default!r}), got {value!r}"
+    )
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'a.b=c' -> ('a.b', parsed c). The value is read as YAML (numbers, lists, true/false)."""
+    if "=" not in text:
+        raise UserError(f"--set '{text}': expected key=value, e.g. train.epochs=5")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key, value
+
+
+def set_dotted(cfg: dict[str, Any], key: str, value: Any, where: str = "--set") -> None:
+    """Set an existing dotted key, type-checked. Unknown keys raise with the valid ones nearby."""
+    parts = key.split(".")
+    node = cfg
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            valid = sorted(flatten(cfg))
+            close = difflib.get_close_matches(key, valid, n=3)
+            hint = f"did you mean: {', '.join(close)}" if close else "see --help for the keys"
+            raise UserError(f"{where}: unknown config key '{key}' ({hint})")
+        if i < len(parts) - 1:
+            node = node[part]
+    last = parts[-1]
+    if isinstance(node[last], dict) and node[last]:
+        raise UserError(f"{where}: '{key}' is a section; set one of its keys, e.g. {key}.<name>")
+    node[last] = _coerce(key, node[last], value, where)
+
+
+def get_dotted(cfg: dict[str, Any], key: str) -> Any:
+    node: Any = cfg
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def validate(cfg: dict[str, Any]) -> None:
+    """Check the cross-key rules that a type check alone cannot."""
+    flat = flatten(cfg)
+    for key, allowed in CHOICES.items():
+        if key in flat and flat[key] not in allowed:
+            raise UserError(
+                f"config '{key}' must be one of {', '.join(allowed)}; got {flat[key]!r}"
+            )
+    size = cfg["model"]["input_size"]
+    if len(size) != 2 or min(size) < 16:
+        raise UserError(f"config 'model.input_size' must be [height, width] >= 16; got {size}")
+    train = cfg["train"]
+    if train["batch_size"] % train["num_instances"] != 0:
+        raise UserError(
+            "config 'train.batch_size' must be a multiple of 'train.num_instances' (P x K); got "
+            f"{train['batch_size']} and {train['num_instances']}"
+        )
+    for r in cfg["data"]["rates"]:
+        if int(r) < 1:
+            raise UserError(f"config 'data.rates' must hold down-sampling rates >= 1; got {r}")
+    if train["epochs"] < 1:
+        raise UserError(f"config 'train.epochs' must be >= 1; got {train['epochs']}")
+
+
+def load_config(
+    profile: str = "cpu", overrides: list[str] | None = None, extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Resolve ``defaults.yaml`` + profile + ``extra`` (a nested dict) + ``--set`` overrides."""
+    profiles = list_profiles()
+    if profile not in profiles:
+        raise UserError(f"unknown profile '{profile}'; valid profiles: {', '.join(profiles)}")
+    cfg = _read_yaml("defaults.yaml")
+    prof = _read_yaml(f"{profile}.yaml")
+    prof.pop("description", None)
+    _merge(cfg, prof, f"profile '{profile}'")
+    if extra:
+        _merge(cfg, copy.deepcopy(extra), "config")
+    for text in overrides or []:
+        key, value = parse_override(text)
+        set_dotted(cfg, key, value)
+    cfg["profile"] = profile
+    validate(cfg)
+    return cfg
+
+
+def config_hash(cfg: dict[str, Any]) -> str:
+    """A short, stable hash of a resolved config (key order does not matter)."""
+    blob = json.dumps(cfg, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]

@@ -1,0 +1,69 @@
+"""Image transforms: the LR path (down-sample, then resize to the input size) and batch aug."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+_PIL = {
+    "bicubic": Image.Resampling.BICUBIC,
+    "bilinear": Image.Resampling.BILINEAR,
+    "nearest": Image.Resampling.NEAREST,
+    "lanczos": Image.Resampling.LANCZOS,
+}
+
+
+def downsample(img: Image.Image, rate: int, interpolation: str = "bicubic") -> Image.Image:
+    """Down-sample by ``rate`` to (floor(W/r), floor(H/r)), at least 1x1 (PIL, protocols.md)."""
+    if rate <= 1:
+        return img
+    w, h = img.size
+    return img.resize((max(1, w // rate), max(1, h // rate)), _PIL[interpolation])
+
+
+def prepare(img: np.ndarray | Image.Image, rate: int, size: tuple[int, int],
+            interpolation: str = "bicubic") -> np.ndarray:
+    """Native image -> (down-sampled by ``rate``) -> resized to ``size`` = (H, W). uint8 CHW.
+
+    Real LR images (rate 1, small) and synthetic LR images take the same final resize.
+    """
+    pil = img if isinstance(img, Image.Image) else Image.fromarray(img)
+    pil = downsample(pil.convert("RGB"), rate, interpolation)
+    h, w = size
+    if pil.size != (w, h):
+        pil = pil.resize((w, h), _PIL[interpolation])
+    return np.ascontiguousarray(np.asarray(pil, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def normalize(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, H, W) -> float, ImageNet mean/std normalised."""
+    x = batch.float().div_(255.0)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def augment(batch: torch.Tensor, generator: torch.Generator, flip: bool = True,
+            pad: int = 0) -> torch.Tensor:
+    """Random horizontal flip and random crop after zero padding, per image. (B, C, H, W)."""
+    b, _, h, w = batch.shape
+    out = batch
+    if flip:
+        mask = torch.rand(b, generator=generator) < 0.5
+        if mask.any():
+            out = out.clone()
+            out[mask] = out[mask].flip(-1)
+    if pad > 0:
+        padded = torch.nn.functional.pad(out, (pad, pad, pad, pad))
+        oy = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+        ox = torch.randint(0, 2 * pad + 1, (b,), generator=generator)
+        rows = (oy.view(b, 1) + torch.arange(h).view(1, h)).to(out.device)
+        cols = (ox.view(b, 1) + torch.arange(w).view(1, w)).to(out.device)
+        idx_b = torch.arange(b, device=out.device).view(b, 1, 1, 1)
+        idx_c = torch.arange(out.shape[1], device=out.device).view(1, -1, 1, 1)
+        out = padded[idx_b, idx_c, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
+    return out

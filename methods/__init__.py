@@ -1,0 +1,6 @@
+"""Methods of mlr-bench. Importing this package registers every method in ``METHODS``."""
+
+from methods import baseline as _baseline  # noqa: F401
+from methods.base import METHODS, Batch, Method, build_method, register_method
+
+__all__ = ["METHODS", "Batch", "Method", "build_method", "register_method"]

@@ -1,0 +1,83 @@
+"""The CLI end to end: list, run (smoke), one-line errors with exit code 2, results record."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmark.__main__ import main
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_cli(*args, cwd=ROOT, env=None):
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for word in ("Methods:", "baseline", "Datasets:", "synthetic", "Profiles:", "smoke"):
+        assert word in out
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--method", "nope", "--dataset", "synthetic"], "unknown method 'nope'; valid methods:"),
+    (["--method", "baseline", "--dataset", "nope"], "unknown dataset 'nope'; valid datasets:"),
+    (["--method", "baseline", "--dataset", "synthetic", "--profile", "huge"],
+     "unknown profile 'huge'; valid profiles:"),
+    (["--method", "baseline", "--dataset", "synthetic", "--set", "train.nope=1"],
+     "unknown config key 'train.nope'"),
+    (["--method", "baseline", "--dataset", "synthetic", "--set", "train.epochs=x"],
+     "'train.epochs' expects int"),
+])
+def test_user_errors_are_one_line_exit_2(args, expect, capsys, tmp_path):
+    assert main(["run", *args, "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and expect in err and "Traceback" not in err
+
+
+def test_help_on_every_subcommand():
+    for sub in ("list", "run"):
+        with pytest.raises(SystemExit) as exc:
+            main([sub, "--help"])
+        assert exc.value.code == 0
+
+
+def test_foreign_datasets_package_is_explained(tmp_path):
+    fake = tmp_path / "fake" / "datasets"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("# not mlr-bench\n")
+    env = dict(os.environ, PYTHONPATH=f"{fake.parent}{os.pathsep}{ROOT}")
+    proc = run_cli("list", cwd=tmp_path, env=env)
+    assert proc.returncode == 2
+    assert "not mlr-bench's datasets package" in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+
+
+def test_run_smoke_writes_record(tmp_path, capsys):
+    out = tmp_path / "res"
+    args = ["run", "--method", "baseline", "--dataset", "synthetic", "--profile", "smoke",
+            "--out", str(out), "--no-progress", "--set", "model.weights=none"]
+    assert main(args) == 0
+    files = list(out.glob("*.json"))
+    assert len(files) == 1
+    rec = json.loads(files[0].read_text())
+    for key in ("rank1", "rank5", "rank10", "rank20", "mAP"):
+        assert 0.0 <= rec["metrics"][key] <= 100.0
+    assert len(rec["metrics"]["cmc"]) == 50
+    assert rec["data"]["generated"] is True
+    assert rec["config"]["train"]["epochs"] == 2 and rec["seed"] == 0
+    assert rec["model"]["weights_origin"].startswith("random-init")
+    assert rec["environment"]["versions"]["torch"]
+    assert set(rec["data"]["protocol"]["lr_rates"].values()) <= {2, 3, 4}
+    assert not (out / ".checkpoints").exists() or not any((out / ".checkpoints").iterdir())
+    printed = capsys.readouterr().out
+    assert "rank1" in printed and str(files[0]) in printed
+    # the same command again reports the stored record instead of training again
+    assert main(args) == 0
+    assert "already in the results store" in capsys.readouterr().out

@@ -1,0 +1,113 @@
+import pytest
+import torch
+import torchvision
+
+from benchmark.errors import UserError
+from methods import METHODS, Batch, build_method
+from methods.backbones import build_resnet
+from methods.losses import batch_hard_triplet
+
+
+def test_torchvision_imports_with_its_ops():
+    # the CPU-only torch wheel on this machine breaks PyPI torchvision exactly here
+    boxes = torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 1.0, 1.0]])
+    keep = torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), 0.5)
+    assert keep.tolist() == [0]
+
+
+def slow_triplet(x, labels, margin):
+    losses = []
+    n = len(labels)
+    for a in range(n):
+        pos = [torch.dist(x[a], x[p]) for p in range(n) if p != a and labels[p] == labels[a]]
+        neg = [torch.dist(x[a], x[q]) for q in range(n) if labels[q] != labels[a]]
+        if pos and neg:
+            losses.append(torch.relu(max(pos) - min(neg) + margin))
+    return torch.stack(losses).mean()
+
+
+def test_triplet_against_slow_version():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 5, generator=g)
+    labels = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3])
+    assert batch_hard_triplet(x, labels, 0.3).item() == pytest.approx(
+        slow_triplet(x, labels, 0.3).item(), rel=1e-5)
+
+
+def test_triplet_hand_case():
+    # 1-D points: a0=0, a1=1 (label 0); b0=3 (label 1), b1=10 (label 1)
+    x = torch.tensor([[0.0], [1.0], [3.0], [10.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    # anchors: 0: ap=1, an=3 -> 0; 1: ap=1, an=2 -> 0; 3(b0): ap=7, an=2 -> 5.3; 10: ap=7, an=9 -> 0
+    assert batch_hard_triplet(x, labels, 0.3).item() == pytest.approx(5.3 / 4)
+    assert batch_hard_triplet(x[:2], labels[:2]).item() == 0.0  # no negatives: nothing to mine
+
+
+def test_last_stride_one_doubles_the_map():
+    for arch in ("resnet18", "resnet50"):
+        m, _ = build_resnet(arch, last_stride=1, weights="none")
+        s2, _ = build_resnet(arch, last_stride=2, weights="none")
+        x = torch.randn(1, 3, 64, 32)
+        f1 = m.layer4(m.layer3(m.layer2(m.layer1(m.maxpool(m.relu(m.bn1(m.conv1(x))))))))
+        f2 = s2.layer4(s2.layer3(s2.layer2(s2.layer1(s2.maxpool(s2.relu(s2.bn1(s2.conv1(x))))))))
+        assert f1.shape[-2:] == (4, 2) and f2.shape[-2:] == (2, 1)
+
+
+def test_weights_from_local_file(tmp_path):
+    ref = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "resnet18.pth"
+    torch.save(ref.state_dict(), path)
+    m, origin = build_resnet("resnet18", 1, str(path))
+    assert origin.startswith("imagenet") and str(path) in origin
+    assert torch.equal(m.conv1.weight, ref.conv1.weight)
+
+
+def test_weights_auto_uses_torch_home(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    _, origin = build_resnet("resnet18", 1, "auto")
+    assert origin.startswith("random-init") and str(tmp_path) in origin
+    ckpt = tmp_path / "hub" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), ckpt / "resnet18-f37072fd.pth")
+    _, origin = build_resnet("resnet18", 1, "auto")
+    assert origin.startswith("imagenet")
+
+
+def test_bad_weights_files(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        build_resnet("resnet18", 1, str(tmp_path / "missing.pth"))
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="junk.pth"):
+        build_resnet("resnet18", 1, str(junk))
+    other = tmp_path / "r50.pth"
+    torch.save(torchvision.models.resnet50().state_dict(), other)
+    with pytest.raises(UserError, match="does not fit"):
+        build_resnet("resnet18", 1, str(other))
+
+
+def test_baseline_shapes_gradients_and_embedding(smoke_cfg):
+    assert "baseline" in METHODS
+    m = build_method("baseline", smoke_cfg, num_classes=4)
+    x = torch.randn(8, 3, 64, 32)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
+    losses = m.training_step(Batch(x, labels, torch.zeros(8, dtype=torch.bool)))
+    assert set(losses) == {"loss", "id", "triplet"}
+    losses["loss"].backward()
+    missing = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []
+    assert m.neck.bn.bias.requires_grad is False
+    m.eval()
+    with torch.no_grad():
+        e = m.embed(x, torch.zeros(8, dtype=torch.bool))
+    assert e["feat"].shape == (8, 512)
+    d = m.distance(e, e)
+    assert d.shape == (8, 8) and torch.allclose(d.diagonal(), torch.zeros(8), atol=1e-3)
+    counts = m.parameter_breakdown()
+    assert counts["all"] == sum(p.numel() for p in m.parameters())
+    assert counts["inference_path"] == counts["all"] - 4 * 512  # classifier not at test time
+
+
+def test_unknown_method_lists_valid(smoke_cfg):
+    with pytest.raises(UserError, match="valid methods: .*baseline"):
+        build_method("nope", smoke_cfg, 4)

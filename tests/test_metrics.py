@@ -1,0 +1,133 @@
+"""CMC / mAP / mINP against hand-worked rankings and a slow loop written from the definition."""
+
+import numpy as np
+import pytest
+import torch
+
+from benchmark.metrics import pairwise_distance, rank_metrics, single_shot_metrics
+
+
+def slow_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank):
+    """One query at a time, straight from the definitions in protocols.md."""
+    cmcs, aps, inps = [], [], []
+    for i in range(len(q_pids)):
+        order = sorted(range(len(g_pids)), key=lambda j: (dist[i][j], j))  # stable ties
+        kept = [j for j in order if not (g_pids[j] == q_pids[i] and g_cams[j] == q_cams[i])]
+        good = [g_pids[j] == q_pids[i] for j in kept]
+        if not any(good):
+            continue
+        first = good.index(True)
+        cmc = [1.0 if k >= first else 0.0 for k in range(max_rank)]
+        hits, precisions = 0, []
+        for k, g in enumerate(good):
+            if g:
+                hits += 1
+                precisions.append(hits / (k + 1))
+        last = len(good) - 1 - good[::-1].index(True)
+        cmcs.append(cmc)
+        aps.append(sum(precisions) / len(precisions))
+        inps.append(sum(good) / (last + 1))
+    return np.mean(cmcs, axis=0), float(np.mean(aps)), float(np.mean(inps)), len(aps)
+
+
+def test_hand_worked_ranking():
+    # One query (pid 1, cam 0). Gallery sorted by distance: pid 2, pid 1 (cam 1), pid 3, pid 1
+    # (cam 1), pid 1 (cam 0: same pid and camera -> removed).
+    dist = np.array([[0.5, 0.1, 0.3, 0.05, 0.7]])
+    g_pids = np.array([1, 2, 3, 1, 1])
+    g_cams = np.array([1, 1, 1, 0, 1])
+    # sorted: idx3 (pid1,cam0) removed; idx1 pid2; idx2 pid3; idx0 pid1; idx4 pid1
+    r = rank_metrics(dist, [1], g_pids, [0], g_cams, max_rank=5)
+    # kept ranking: pid2, pid3, pid1, pid1 -> first match at rank 3
+    assert r.cmc.tolist() == [0, 0, 1, 1, 1]
+    assert r.mAP == pytest.approx((1 / 3 + 2 / 4) / 2)
+    assert r.mINP == pytest.approx(2 / 4)
+    assert r["cmc"] is r.cmc and r["mAP"] == r.mAP
+    assert r.num_valid == 1 and r.num_skipped == 0
+
+
+def test_ties_keep_gallery_order():
+    dist = np.zeros((1, 3))
+    r = rank_metrics(dist, [5], [7, 5, 5], [0], [1, 1, 1], max_rank=3)
+    assert r.cmc.tolist() == [0, 1, 1]  # the stable sort puts the wrong id (index 0) first
+    assert r.mAP == pytest.approx((1 / 2 + 2 / 3) / 2)
+
+
+def test_query_without_match_is_skipped_and_counted():
+    dist = np.array([[0.1, 0.2], [0.2, 0.1]])
+    r = rank_metrics(dist, [1, 9], [1, 2], [0, 0], [1, 1], max_rank=2)
+    assert r.num_valid == 1 and r.num_skipped == 1
+    assert r.cmc.tolist() == [1, 1]
+
+
+def test_small_gallery_pads_cmc():
+    r = rank_metrics(np.array([[0.3, 0.1]]), [1], [1, 2], [0], [1, 1], max_rank=50)
+    assert len(r.cmc) == 50
+    assert r.cmc[0] == 0 and (r.cmc[1:] == 1).all()
+
+
+def test_no_valid_query_raises():
+    with pytest.raises(ValueError, match="no query"):
+        rank_metrics(np.zeros((1, 1)), [1], [2], [0], [1])
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="shape"):
+        rank_metrics(np.zeros((2, 3)), [1], [1, 2, 3], [0], [1, 1, 1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_slow_reference(seed, monkeypatch):
+    rng = np.random.default_rng(seed)
+    q, g = 37, 83
+    q_pids, g_pids = rng.integers(0, 12, q), rng.integers(0, 12, g)
+    q_cams, g_cams = rng.integers(0, 3, q), rng.integers(0, 3, g)
+    dist = rng.integers(0, 20, (q, g)).astype(float)  # many ties on purpose
+    import benchmark.metrics as m
+
+    monkeypatch.setattr(m, "_CHUNK_ELEMENTS", 200)  # several chunks
+    fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20)
+    cmc, ap, inp, n = slow_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, 20)
+    np.testing.assert_allclose(fast.cmc, cmc)
+    assert fast.mAP == pytest.approx(ap)
+    assert fast.mINP == pytest.approx(inp)
+    assert fast.num_valid == n and fast.num_skipped == q - n
+
+
+def test_accepts_torch_tensors():
+    d = torch.tensor([[0.2, 0.1]])
+    r = rank_metrics(d, torch.tensor([1]), torch.tensor([1, 2]), torch.tensor([0]),
+                     torch.tensor([1, 1]), max_rank=2)
+    assert r.cmc.tolist() == [0, 1]
+
+
+def test_single_shot_equals_market_with_one_image_per_id():
+    rng = np.random.default_rng(3)
+    dist = rng.random((10, 6))
+    q_pids = rng.integers(0, 6, 10)
+    g_pids = np.arange(6)
+    a = rank_metrics(dist, q_pids, g_pids, np.zeros(10), np.ones(6))
+    b = single_shot_metrics(dist, q_pids, g_pids, np.zeros(10), np.ones(6), repeats=3,
+                            generator=np.random.default_rng(0))
+    np.testing.assert_allclose(a.cmc, b.cmc)
+    assert a.mAP == pytest.approx(b.mAP)
+
+
+def test_single_shot_is_repeatable_and_draws_one_per_id():
+    rng = np.random.default_rng(4)
+    dist = rng.random((8, 30))
+    q_pids, g_pids = rng.integers(0, 5, 8), np.repeat(np.arange(5), 6)
+    args = (dist, q_pids, g_pids, np.zeros(8), np.ones(30))
+    a = single_shot_metrics(*args, repeats=4, generator=np.random.default_rng(7))
+    b = single_shot_metrics(*args, repeats=4, generator=np.random.default_rng(7))
+    np.testing.assert_array_equal(a.cmc, b.cmc)
+    # with one image per id, every query's only match is found by rank 5 (5 gallery ids)
+    assert a.cmc[4] == pytest.approx(1.0)
+
+
+def test_pairwise_distance():
+    q = torch.tensor([[0.0, 0.0], [3.0, 4.0]])
+    g = torch.tensor([[3.0, 4.0]])
+    assert pairwise_distance(q, g).squeeze().tolist() == pytest.approx([5.0, 0.0])
+    cos = pairwise_distance(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]]), "cosine")
+    assert cos.item() == pytest.approx(1.0)
