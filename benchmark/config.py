@@ -25,6 +25,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.distance": ("euclidean", "cosine"),
     "data.interpolation": ("bicubic", "bilinear", "nearest", "lanczos"),
     "train.optimizer": ("adam", "sgd"),
+    "ftwa.raft_attention": ("gap", "contrast"),
+    "ftwa.distance": ("auto", "weighted", "mean", "hr-only"),
 }
 
 

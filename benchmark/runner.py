@@ -47,9 +47,11 @@ class Prepared:
     gallery: np.ndarray
     labels: np.ndarray  # training label (0..C-1) per train index
     bad: list[str]
+    is_lr: np.ndarray  # resolution flag per bank image: the protocol's, or by crop height
+    query_hr: np.ndarray | None = None  # HR versions of the queries (the control), if made
 
     def flags(self, idx: np.ndarray) -> torch.Tensor:
-        return torch.tensor([self.samples[i].is_lr for i in idx], dtype=torch.bool)
+        return torch.from_numpy(self.is_lr[idx])
 
     def column(self, idx: np.ndarray, name: str) -> np.ndarray:
         return np.array([getattr(self.samples[i], name) for i in idx])
@@ -66,7 +68,10 @@ def prepare_data(dataset: str, cfg: dict[str, Any], data_root: str | None,
                 "is no HR version of them to use as a control"
             )
         data.query = [s.as_hr() for s in data.query]
-    unique = list(dict.fromkeys(data.train + data.query + data.gallery))
+    control = (cfg["eval"]["hr_control"] and cfg["eval"]["query_resolution"] == "lr"
+               and not data.info.get("genuine_lr"))
+    query_hr = [s.as_hr() for s in data.query] if control else []
+    unique = list(dict.fromkeys(data.train + data.query + data.gallery + query_hr))
     bank = build_bank(unique, data.load, tuple(cfg["model"]["input_size"]),
                       cfg["data"]["interpolation"], cfg["data"]["skip_bad"], progress,
                       desc=f"{dataset}: preparing images")
@@ -79,7 +84,16 @@ def prepare_data(dataset: str, cfg: dict[str, Any], data_root: str | None,
     train_pids = np.array([bank.samples[i].pid for i in train])
     uniq = {p: k for k, p in enumerate(sorted(set(train_pids.tolist())))}
     labels = np.array([uniq[p] for p in train_pids], dtype=np.int64)
-    return Prepared(data, bank.images, bank.samples, train, query, gallery, labels, bank.bad)
+    hr_idx = index(query_hr) if control else None
+    if hr_idx is not None and len(hr_idx) != len(query):  # an HR twin was unreadable
+        hr_idx = None
+    threshold = int(cfg["data"]["lr_height_threshold"])
+    if threshold > 0:  # route by the crop's height as captured instead of the protocol's flag
+        is_lr = bank.heights < threshold
+    else:
+        is_lr = np.array([s.is_lr for s in bank.samples], dtype=bool)
+    return Prepared(data, bank.images, bank.samples, train, query, gallery, labels, bank.bad,
+                    is_lr, hr_idx)
 
 
 def _iters_per_epoch(cfg: dict[str, Any], num_train: int) -> int:
@@ -121,7 +135,7 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
             rows = prep.train[batch_idx]
             x = augment(prep.images[rows], aug_gen, tcfg["flip"], tcfg["pad_crop"])
             batch = Batch(normalize(x.to(device, non_blocking=True)),
-                          labels[batch_idx].to(device), flags[batch_idx].to(device))
+                          labels[batch_idx].to(device), flags[batch_idx].to(device), aug_gen)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 losses = method.training_step(batch)
             optimizer.zero_grad(set_to_none=True)
@@ -203,6 +217,18 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
             except ValueError:
                 continue
             by_rate[str(r)] = sub.summary() | {"num_queries": int(len(sel))}
+    alternatives = {}
+    for name, alt in method.distances(q, g).items():
+        if name != method.distance_name:
+            alternatives[name] = _metric(prep, alt, prep.query, prep.gallery, cfg,
+                                         seed).summary()
+    control = None
+    if prep.query_hr is not None:
+        q_hr = embed(method, prep, prep.query_hr, device, ecfg["batch_size"], progress,
+                     "query (HR control)")
+        ctrl = _metric(prep, method.distance(q_hr, g), prep.query_hr, prep.gallery, cfg, seed)
+        control = ctrl.summary() | {"query_resolution": "hr",
+                                    "cmc": (100.0 * ctrl.cmc).round(4).tolist()}
     t2 = time.perf_counter()
     summary = result.summary()
     return {
@@ -213,11 +239,13 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
             "num_skipped_queries": result.num_skipped,
             "metric": prep.data.info.get("metric", "market"),
             "query_resolution": ecfg["query_resolution"],
-            "distance": getattr(method, "distance_name", ecfg["distance"]),
+            "distance": method.distance_name or ecfg["distance"],
+            "alternative_distances": alternatives,
             "normalized": ecfg["normalize"],
             "ties": "stable sort (gallery order)",
             "by_rate": by_rate,
         },
+        "control": control,
         "timings": {"embed_s": t1 - t0, "eval_total_s": t2 - t0,
                     "num_query": len(prep.query), "num_gallery": len(prep.gallery)},
     }
@@ -264,6 +292,7 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
         "config_hash": chash,
         "config": cfg,
         "metrics": evaluation["metrics"],
+        "control_hr_to_hr": evaluation["control"],
         "data": {
             "generated": bool(info.pop("generated", False)),
             "data_root": data_root,

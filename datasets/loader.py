@@ -25,11 +25,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class ImageBank:
-    """Prepared images (N, 3, H, W) uint8 for ``samples`` (images that failed are dropped)."""
+    """Prepared images (N, 3, H, W) uint8 for ``samples`` (images that failed are dropped), and
+    each image's height as captured (after protocol down-sampling, before resizing)."""
 
     images: torch.Tensor
     samples: list[Sample]
     bad: list[str]
+    heights: np.ndarray
 
 
 def build_bank(samples: Sequence[Sample], load: Callable[[Sample], np.ndarray],
@@ -42,6 +44,7 @@ def build_bank(samples: Sequence[Sample], load: Callable[[Sample], np.ndarray],
     """
     h, w = int(size[0]), int(size[1])
     out = np.empty((len(samples), 3, h, w), dtype=np.uint8)
+    heights = np.zeros(len(samples), dtype=np.int64)
 
     def one(i: int) -> str | None:
         s = samples[i]
@@ -56,6 +59,8 @@ def build_bank(samples: Sequence[Sample], load: Callable[[Sample], np.ndarray],
                 f"cannot read image {s.source}: {exc} (pass --set data.skip_bad=true to skip "
                 "unreadable images; the results record which)"
             ) from exc
+        native_h = native.shape[0] if isinstance(native, np.ndarray) else native.size[1]
+        heights[i] = max(1, native_h // s.rate) if s.rate > 1 else native_h
         out[i] = prepare(native, s.rate, (h, w), interpolation)
         return None
 
@@ -67,5 +72,6 @@ def build_bank(samples: Sequence[Sample], load: Callable[[Sample], np.ndarray],
     if bad:
         keep = [i for i, e in enumerate(errors) if e is None]
         log.warning("skipped %d unreadable images, e.g. %s", len(bad), bad[0])
-        return ImageBank(torch.from_numpy(out[keep]), [samples[i] for i in keep], bad)
-    return ImageBank(torch.from_numpy(out), list(samples), [])
+        return ImageBank(torch.from_numpy(out[keep]), [samples[i] for i in keep], bad,
+                         heights[keep])
+    return ImageBank(torch.from_numpy(out), list(samples), [], heights)

@@ -1,6 +1,7 @@
 """Methods of mlr-bench. Importing this package registers every method in ``METHODS``."""
 
 from methods import baseline as _baseline  # noqa: F401
+from methods import ftwa as _ftwa  # noqa: F401
 from methods.base import METHODS, Batch, Method, build_method, register_method
 
 __all__ = ["METHODS", "Batch", "Method", "build_method", "register_method"]

@@ -26,11 +26,14 @@ from benchmark.metrics import pairwise_distance
 @dataclass
 class Batch:
     """A training batch. ``images``: normalised float (B, 3, H, W); ``labels``: 0..C-1;
-    ``is_lr``: resolution flag per image (real LR image, or down-sampled by the protocol)."""
+    ``is_lr``: resolution flag per image (real LR image, or down-sampled by the protocol);
+    ``generator``: a seeded generator for randomness inside the step."""
 
     images: torch.Tensor
     labels: torch.Tensor
     is_lr: torch.Tensor
+    #: for any randomness inside the step (FTWA's down-sampling rates); seeded per epoch
+    generator: torch.Generator | None = None
 
 
 class Method(nn.Module):
@@ -40,6 +43,8 @@ class Method(nn.Module):
     description: ClassVar[str] = ""
     #: the P x K sampler should give each identity both LR and HR images when it has both
     mix_resolutions: ClassVar[bool] = False
+    #: the name of the test distance, recorded with the metrics (None: eval.distance)
+    distance_name: str | None = None
 
     def __init__(self, cfg: dict[str, Any], num_classes: int):
         super().__init__()
@@ -64,6 +69,12 @@ class Method(nn.Module):
             q = nn.functional.normalize(q, dim=1)
             g = nn.functional.normalize(g, dim=1)
         return pairwise_distance(q, g, self.cfg["eval"]["distance"])
+
+    def distances(self, query: dict[str, torch.Tensor],
+                  gallery: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Alternative test distances by name, evaluated and recorded next to the default
+        (FTWA's ablation of its weighted distance). None by default."""
+        return {}
 
     def inference_modules(self) -> dict[str, nn.Module]:
         """Modules an image passes through at test time (for the "inference path" count)."""

@@ -77,3 +77,27 @@ def test_records_are_atomic_and_checked(tmp_path):
     (tmp_path / "b.json").write_text("{broken")
     with pytest.raises(UserError, match="b.json"):
         load_record(tmp_path / "b.json")
+
+
+def test_control_in_the_same_run(tmp_path):
+    cfg = load_config("smoke", ["model.weights=none"])
+    prep = prepare_data("synthetic", cfg, None, progress=False)
+    assert prep.query_hr is not None and len(prep.query_hr) == len(prep.query)
+    for lr_i, hr_i in zip(prep.query, prep.query_hr):
+        lr, hr = prep.samples[lr_i], prep.samples[hr_i]
+        assert lr.source == hr.source and lr.is_lr and not hr.is_lr and hr.rate == 1
+    rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert rec["metrics"]["query_resolution"] == "lr"
+    assert 0 <= rec["control_hr_to_hr"]["rank1"] <= 100
+    off = load_config("smoke", ["model.weights=none", "eval.hr_control=false"])
+    assert prepare_data("synthetic", off, None, progress=False).query_hr is None
+
+
+def test_route_by_crop_height():
+    # smoke crops are 64 px high; LR ones are 64 // r in {32, 21, 16} px high
+    cfg = load_config("smoke", ["model.weights=none", "data.lr_height_threshold=25"])
+    prep = prepare_data("synthetic", cfg, None, progress=False)
+    for i, s in enumerate(prep.samples):
+        assert prep.is_lr[i] == (s.rate in (3, 4))
+    default = prepare_data("synthetic", load_config("smoke"), None, progress=False)
+    assert all(default.is_lr[i] == s.is_lr for i, s in enumerate(default.samples))

@@ -1,0 +1,260 @@
+"""FTWA and its ablations (paper section 3.4, Table 2; method-notes.md is the specification).
+
+* ``ftwa-b``: two-stream backbone (E_H for HR, E_L for LR, shared E_ID), plain ID + triplet.
+* ``ftwa-r``: + RAFT T and L_RAFT; plain ID and triplet losses over the four vectors.
+* ``ftwa``:   + SWA: quality-weighted ID and triplet losses and the weighted test distance.
+
+A training batch holds HR and real LR images (the sampler gives each identity both). HR images
+give F_HR (through E_H) and F'_LR (their down-sampled copy through E_L); real LR images give
+F_LR (through E_L) and F'_HR = T(F_LR). ID losses pair each vector with its synthetic twin;
+triplet losses mine over real ∪ synthetic vectors of one resolution space.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from benchmark.errors import UserError
+from benchmark.metrics import pairwise_distance
+from methods.backbones import FEATURE_DIMS, BNNeck, gap
+from methods.base import Batch, Method, count_params, register_method
+from methods.losses import batch_hard_triplet, identity_loss
+from methods.raft import RAFT
+from methods.swa import SpaceHead, raft_loss, swa_identity_loss, swa_triplet_loss
+from methods.two_stream import TwoStreamBackbone
+
+DISTANCES = ("weighted", "mean", "hr-only")
+
+
+def degrade(x: torch.Tensor, rates: list[int], generator: torch.Generator | None = None,
+            fixed: int | None = None) -> torch.Tensor:
+    """I'_LR = down(I_HR): bicubic down-sampling (antialiased) by r per image, drawn uniformly
+    from ``rates`` (or ``fixed``), then bicubic back to the input size, like real LR images."""
+    b, _, h, w = x.shape
+    if b == 0:
+        return x
+    if fixed is not None:
+        r = torch.full((b,), int(fixed))
+    else:
+        pick = torch.randint(0, len(rates), (b,), generator=generator)
+        r = torch.tensor([int(rates[i]) for i in pick])
+    out = torch.empty_like(x)
+    for rate in r.unique().tolist():
+        sel = (r == rate).to(x.device)
+        small = nn.functional.interpolate(x[sel], size=(max(1, h // rate), max(1, w // rate)),
+                                          mode="bicubic", antialias=True, align_corners=False)
+        out[sel] = nn.functional.interpolate(small, size=(h, w), mode="bicubic",
+                                             align_corners=False)
+    return out
+
+
+class _TwoStream(Method):
+    """What all FTWA variants share: the two-stream backbone and the mixed-batch forward."""
+
+    mix_resolutions = True
+
+    def __init__(self, cfg: dict[str, Any], num_classes: int):
+        super().__init__(cfg, num_classes)
+        m = cfg["model"]
+        self.dim = FEATURE_DIMS[m["arch"]]
+        self.backbone = TwoStreamBackbone(m["arch"], m["last_stride"], m["weights"])
+        self.weights_origin = self.backbone.weights_origin
+        self.rates = [int(r) for r in cfg["data"]["rates"]]
+        self.gallery_rate = int(cfg["ftwa"]["gallery_lr_rate"])
+
+    def batch_maps(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One backbone pass over [HR images | their down-sampled copies | real LR images]."""
+        is_lr = batch.is_lr
+        x_hr, x_lr = batch.images[~is_lr], batch.images[is_lr]
+        x_syn = degrade(x_hr, self.rates, batch.generator)
+        n_hr, n_lr = len(x_hr), len(x_lr)
+        flags = torch.cat([torch.zeros(n_hr, dtype=torch.bool), torch.ones(n_hr + n_lr,
+                                                                          dtype=torch.bool)])
+        maps = self.backbone(torch.cat([x_hr, x_syn, x_lr]), flags.to(is_lr.device))
+        return {"F_HR": maps[:n_hr], "F_LR_syn": maps[n_hr : 2 * n_hr], "F_LR": maps[2 * n_hr :],
+                "y_hr": batch.labels[~is_lr], "y_lr": batch.labels[is_lr]}
+
+    def parameter_breakdown(self) -> dict[str, Any]:
+        modules = {"E_H": count_params(self.backbone.enc_hr),
+                   "E_L": count_params(self.backbone.enc_lr),
+                   "E_ID": count_params(self.backbone.enc_id)}
+        modules |= self._head_counts()
+        train_only = sum(count_params(m) for m in self._train_only())
+        total = count_params(self)
+        return {"modules": modules, "all": total, "inference_path": total - train_only,
+                "train_only": train_only}
+
+    def _head_counts(self) -> dict[str, int]:
+        return {}
+
+    def _train_only(self) -> list[nn.Module]:
+        return []
+
+
+@register_method
+class FTWAB(_TwoStream):
+    """Two streams, no RAFT, no SWA. **Reading:** without T there is no HR-space vector for an LR
+    image, so one BN-neck + classifier serves both streams, the triplet loss mines over
+    v_HR ∪ v'_LR ∪ v_LR, and the test distance compares v_LR(q) with v_HR(g) directly."""
+
+    name = "ftwa-b"
+    description = "FTWA-B: two-stream backbone (E_H, E_L, shared E_ID), plain ID + triplet"
+
+    def __init__(self, cfg: dict[str, Any], num_classes: int):
+        super().__init__(cfg, num_classes)
+        self.head = BNNeck(self.dim, num_classes)
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        lc = self.cfg["loss"]
+        m = self.batch_maps(batch)
+        v = gap(torch.cat([m["F_HR"], m["F_LR_syn"], m["F_LR"]]))
+        y = torch.cat([m["y_hr"], m["y_hr"], m["y_lr"]])
+        _, logits = self.head(v)
+        l_id = identity_loss(logits, y, lc["label_smoothing"])
+        l_tri = batch_hard_triplet(v, y, lc["triplet_margin"])
+        total = lc["lambda_cls"] * l_id + lc["lambda_tri"] * l_tri
+        return {"loss": total, "id": l_id.detach(), "triplet": l_tri.detach()}
+
+    def embed(self, images: torch.Tensor, is_lr: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"feat": self.head.bn(gap(self.backbone(images, is_lr)))}
+
+    def _head_counts(self) -> dict[str, int]:
+        return {"head": count_params(self.head)}
+
+    def _train_only(self) -> list[nn.Module]:
+        return [self.head.classifier]
+
+
+class _FourVectors(_TwoStream):
+    """FTWA-R and FTWA: RAFT, two space heads, the four vectors. ``weighted`` switches SWA on."""
+
+    weighted: ClassVar[bool] = False
+    default_distance: ClassVar[str] = "mean"
+
+    def __init__(self, cfg: dict[str, Any], num_classes: int):
+        super().__init__(cfg, num_classes)
+        f = cfg["ftwa"]
+        self.raft = RAFT(self.dim, f["raft_width"], f["raft_blocks"], f["raft_attention"])
+        self.head_hr = SpaceHead(self.dim, num_classes, self.weighted)
+        self.head_lr = SpaceHead(self.dim, num_classes, self.weighted)
+        mode = f["distance"]
+        self.distance_name = self.default_distance if mode == "auto" else mode
+        if self.distance_name not in DISTANCES:
+            raise UserError(f"config 'ftwa.distance' must be auto or one of "
+                            f"{', '.join(DISTANCES)}; got {mode!r}")
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        lc, f = self.cfg["loss"], self.cfg["ftwa"]
+        m = self.batch_maps(batch)
+        n_syn = len(m["F_LR_syn"])
+        t_out = self.raft(torch.cat([m["F_LR_syn"], m["F_LR"]]))
+        t_syn, f_hr_syn = t_out[:n_syn], t_out[n_syn:]  # T(F'_LR), F'_HR = T(F_LR)
+        v_hr, v_lr_syn = gap(m["F_HR"]), gap(m["F_LR_syn"])
+        v_lr, v_hr_syn = gap(m["F_LR"]), gap(f_hr_syn)
+        n_hr = len(v_hr)
+        # each space's head sees its real and synthetic vectors in one batch-norm call
+        _, logit_h, w_h = self.head_hr(torch.cat([v_hr, v_hr_syn]))
+        _, logit_l, w_l = self.head_lr(torch.cat([v_lr_syn, v_lr]))  # FTWA-R: weights all 1
+        y_hr, y_lr = m["y_hr"], m["y_lr"]
+        hr = lr = None
+        if n_hr:  # HR images: v_HR (HR head) paired with v'_LR (LR head)
+            hr = {"logits": logit_h[:n_hr], "w": w_h[:n_hr], "logits_syn": logit_l[:n_hr],
+                  "w_syn": w_l[:n_hr], "labels": y_hr}
+        if len(v_lr):  # LR images: v_LR (LR head) paired with v'_HR (HR head)
+            lr = {"logits": logit_l[n_hr:], "w": w_l[n_hr:], "logits_syn": logit_h[n_hr:],
+                  "w_syn": w_h[n_hr:], "labels": y_lr}
+        l_cls = swa_identity_loss(hr, lr, lc["label_smoothing"])
+        spaces = []
+        if n_hr and len(v_lr):
+            spaces = [
+                (torch.cat([v_hr, v_hr_syn]), torch.cat([y_hr, y_lr]), w_h[:n_hr], w_h[n_hr:]),
+                (torch.cat([v_lr, v_lr_syn]), torch.cat([y_lr, y_hr]), w_l[n_hr:], w_l[:n_hr]),
+            ]
+        elif n_hr:
+            spaces = [(torch.cat([v_hr, v_lr_syn]), torch.cat([y_hr, y_hr]), w_h, w_l)]
+        else:
+            spaces = [(torch.cat([v_lr, v_hr_syn]), torch.cat([y_lr, y_lr]), w_l, w_h)]
+        l_tri = swa_triplet_loss(spaces, lc["triplet_margin"])
+        out = {"id": l_cls, "triplet": l_tri}
+        total = lc["lambda_cls"] * l_cls + lc["lambda_tri"] * l_tri
+        if n_hr:
+            l_raft = raft_loss(m["F_HR"], t_syn, f["raft_detach_target"])
+            total = total + lc["lambda_raft"] * l_raft
+            out["raft"] = l_raft
+        out = {k: v.detach() for k, v in out.items()}
+        if self.weighted:
+            out["w_mean"] = torch.cat([w_h, w_l]).mean().detach()
+        return {"loss": total} | out
+
+    def embed(self, images: torch.Tensor, is_lr: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Per image: an HR-space vector ("hr": v_HR, or v'_HR = GAP(T(F_LR)) for LR images), an
+        LR-space vector ("lr": v_LR, or v'_LR of the down-sampled copy for HR images), both
+        BN-neck features, and their quality weights."""
+        b = images.shape[0]
+        out = {k: images.new_zeros((b, self.dim)) for k in ("hr", "lr")}
+        out |= {k: images.new_zeros(b) for k in ("w_hr", "w_lr")}
+        hr_sel, lr_sel = ~is_lr, is_lr
+        if hr_sel.any():
+            x = images[hr_sel]
+            f_hr, _, w = self.head_hr(gap(self.backbone(x, torch.zeros_like(hr_sel[hr_sel]))))
+            x_syn = degrade(x, self.rates, fixed=self.gallery_rate)
+            f_lr, _, w_syn = self.head_lr(gap(self.backbone(x_syn,
+                                                            torch.ones_like(hr_sel[hr_sel]))))
+            out["hr"][hr_sel], out["w_hr"][hr_sel] = f_hr, w
+            out["lr"][hr_sel], out["w_lr"][hr_sel] = f_lr, w_syn
+        if lr_sel.any():
+            maps = self.backbone(images[lr_sel], torch.ones_like(lr_sel[lr_sel]))
+            f_lr, _, w = self.head_lr(gap(maps))
+            f_hr, _, w_syn = self.head_hr(gap(self.raft(maps)))
+            out["lr"][lr_sel], out["w_lr"][lr_sel] = f_lr, w
+            out["hr"][lr_sel], out["w_hr"][lr_sel] = f_hr, w_syn
+        return out
+
+    def _space_distance(self, q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        if self.cfg["eval"]["normalize"]:
+            q, g = nn.functional.normalize(q, dim=1), nn.functional.normalize(g, dim=1)
+        return pairwise_distance(q, g, self.cfg["eval"]["distance"])
+
+    def distances(self, query: dict[str, torch.Tensor], gallery: dict[str, torch.Tensor]
+                  ) -> dict[str, torch.Tensor]:
+        """Every test distance of method-notes.md:
+
+        weighted: (a D(q.hr, g.hr) + b D(q.lr, g.lr)) / (a + b), a = w_hr(q) w_hr(g),
+                  b = w_lr(q) w_lr(g);  mean: a = b = 1;  hr-only: D(q.hr, g.hr).
+        """
+        d_hr = self._space_distance(query["hr"], gallery["hr"])
+        d_lr = self._space_distance(query["lr"], gallery["lr"])
+        a = query["w_hr"][:, None] * gallery["w_hr"][None, :]
+        b = query["w_lr"][:, None] * gallery["w_lr"][None, :]
+        return {"weighted": (a * d_hr + b * d_lr) / (a + b), "mean": (d_hr + d_lr) / 2,
+                "hr-only": d_hr}
+
+    def distance(self, query: dict[str, torch.Tensor], gallery: dict[str, torch.Tensor]
+                 ) -> torch.Tensor:
+        return self.distances(query, gallery)[self.distance_name]
+
+    def _head_counts(self) -> dict[str, int]:
+        return {"RAFT": count_params(self.raft), "head_HR": count_params(self.head_hr),
+                "head_LR": count_params(self.head_lr)}
+
+    def _train_only(self) -> list[nn.Module]:
+        return [self.head_hr.neck.classifier, self.head_lr.neck.classifier]
+
+
+@register_method
+class FTWAR(_FourVectors):
+    name = "ftwa-r"
+    description = "FTWA-R: two streams + RAFT feature transform, plain losses over four vectors"
+    weighted = False
+    default_distance = "mean"
+
+
+@register_method
+class FTWA(_FourVectors):
+    name = "ftwa"
+    description = "FTWA: two streams + RAFT + self-weighted attention losses and distance"
+    weighted = True
+    default_distance = "weighted"

@@ -1,0 +1,80 @@
+"""Self-weighted attention (SWA): quality evaluators, classifiers and the SWA losses of FTWA
+(method-notes.md, eq. 2, 4, 5, 7, 8).
+
+Shapes: v (B, D) vectors, logits (B, C), labels (B,), weights w (B,) in (0, 1).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from methods.backbones import BNNeck
+from methods.losses import batch_hard_triplet, identity_loss
+
+
+class SpaceHead(nn.Module):
+    """One resolution space's head: BN-neck + classifier C, and (if ``weighted``) quality
+    evaluator W.
+
+    ``forward(v)`` -> (BN-normalised feature, logits, weight); W = sigmoid(Linear(BN(v))), a
+    weight in (0, 1) per image (the reading of eq. 4 in method-notes.md). Without W every weight
+    is 1, which turns the SWA losses into their plain forms.
+    """
+
+    def __init__(self, dim: int, num_classes: int, weighted: bool = True):
+        super().__init__()
+        self.neck = BNNeck(dim, num_classes)
+        self.quality = nn.Linear(dim, 1) if weighted else None
+
+    def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        f, logits = self.neck(v)
+        if self.quality is None:
+            return f, logits, f.new_ones(f.shape[0])
+        return f, logits, torch.sigmoid(self.quality(f)).squeeze(1)
+
+
+def raft_loss(f_hr: torch.Tensor, f_hr_from_lr: torch.Tensor, detach_target: bool = False
+              ) -> torch.Tensor:
+    """Eq. 2: L_RAFT = || F_HR - T(F'_LR) ||_1, as the mean absolute error over elements."""
+    target = f_hr.detach() if detach_target else f_hr
+    return (target - f_hr_from_lr).abs().mean()
+
+
+def swa_pair_identity(logits_a: torch.Tensor, w_a: torch.Tensor, logits_b: torch.Tensor,
+                      w_b: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0
+                      ) -> torch.Tensor:
+    """One half of eq. 5 for images paired with their synthetic twins:
+    mean_i (w_a,i CE(a_i) + w_b,i CE(b_i)) / (w_a,i + w_b,i)."""
+    ce_a = identity_loss(logits_a, labels, label_smoothing, reduction="none")
+    ce_b = identity_loss(logits_b, labels, label_smoothing, reduction="none")
+    return ((w_a * ce_a + w_b * ce_b) / (w_a + w_b)).mean()
+
+
+def swa_identity_loss(hr: dict[str, torch.Tensor] | None, lr: dict[str, torch.Tensor] | None,
+                      label_smoothing: float = 0.0) -> torch.Tensor:
+    """Eq. 5. ``hr``: HR images with keys logits, w (from v_HR) and logits_syn, w_syn (from
+    v'_LR), labels; ``lr``: LR images, logits/w from v_LR and logits_syn/w_syn from v'_HR.
+    A kind missing from the batch (None) drops out."""
+    terms = [swa_pair_identity(p["logits"], p["w"], p["logits_syn"], p["w_syn"], p["labels"],
+                               label_smoothing) for p in (hr, lr) if p is not None]
+    if not terms:
+        raise ValueError("swa_identity_loss needs HR or LR images in the batch")
+    return torch.stack(terms).sum()
+
+
+def swa_triplet_loss(spaces: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],
+                     margin: float = 0.3) -> torch.Tensor:
+    """Eq. 7. ``spaces``: per resolution space (vectors of real ∪ synthetic images, their labels,
+    the real images' weights, the synthetic images' weights). With w̄ batch means:
+
+        L = sum_s w̄_s w̄'_s L_tri(space s) / sum_s w̄_s w̄'_s
+    """
+    num, den = [], []
+    for vectors, labels, w_real, w_syn in spaces:
+        product = w_real.mean() * w_syn.mean()
+        num.append(product * batch_hard_triplet(vectors, labels, margin))
+        den.append(product)
+    if not num:
+        raise ValueError("swa_triplet_loss needs at least one resolution space")
+    return torch.stack(num).sum() / torch.stack(den).sum()

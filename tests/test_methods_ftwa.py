@@ -1,0 +1,239 @@
+"""FTWA and its ablations: shapes, gradients, each loss against the paper's formula, distance."""
+
+import pytest
+import torch
+
+from benchmark.config import load_config
+from methods import METHODS, Batch, build_method
+from methods.base import count_params
+from methods.ftwa import degrade
+from methods.losses import batch_hard_triplet
+from methods.raft import RAFT, IMDBlock
+from methods.swa import raft_loss, swa_identity_loss, swa_triplet_loss
+from methods.two_stream import TwoStreamBackbone
+
+VARIANTS = ["ftwa-b", "ftwa-r", "ftwa"]
+
+
+def make_batch(h=64, w=32, ids=4, per_kind=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    n = ids * per_kind * 2
+    labels = torch.arange(ids).repeat_interleave(per_kind * 2)
+    is_lr = torch.tensor([False, True] * (n // 2))
+    return Batch(torch.randn(n, 3, h, w, generator=g), labels, is_lr,
+                 torch.Generator().manual_seed(seed))
+
+
+# -- building blocks ---------------------------------------------------------------------------
+@pytest.mark.parametrize("arch, size, channels, map_size", [
+    ("resnet18", (64, 32), 512, (4, 2)),
+    ("resnet50", (256, 128), 2048, (16, 8)),
+])
+def test_two_stream_shapes_and_routing(arch, size, channels, map_size):
+    net = TwoStreamBackbone(arch, 1, "none").eval()
+    x = torch.randn(3, 3, *size)
+    is_lr = torch.tensor([True, False, True])
+    with torch.no_grad():
+        out = net(x, is_lr)
+        assert out.shape == (3, channels, *map_size)
+        # each image goes through its own encoder: the mixed batch equals separate calls
+        lr_only = net.enc_id(net.enc_lr(x[is_lr]))
+        hr_only = net.enc_id(net.enc_hr(x[~is_lr]))
+    assert torch.allclose(out[is_lr], lr_only, atol=1e-5)
+    assert torch.allclose(out[~is_lr], hr_only, atol=1e-5)
+    # independent encoder weights, one shared E_ID
+    assert net.enc_hr[0][0].weight.data_ptr() != net.enc_lr[0][0].weight.data_ptr()
+
+
+def test_imagenet_weights_load_into_both_encoders(tmp_path):
+    import torchvision
+
+    ref = torchvision.models.resnet18()
+    path = tmp_path / "r18.pth"
+    torch.save(ref.state_dict(), path)
+    net = TwoStreamBackbone("resnet18", 1, str(path))
+    assert torch.equal(net.enc_hr[0][0].weight, ref.conv1.weight)
+    assert torch.equal(net.enc_lr[0][0].weight, ref.conv1.weight)
+    assert net.weights_origin.startswith("imagenet")
+
+
+def test_imdb_block_matches_imdn_size_and_keeps_shape():
+    assert count_params(IMDBlock(64, "contrast")) == 104_020  # IMDN's published block at C=64
+    x = torch.randn(2, 64, 8, 4)
+    for variant in ("gap", "contrast"):
+        assert IMDBlock(64, variant)(x).shape == x.shape
+    with pytest.raises(ValueError, match="gap' or 'contrast"):
+        IMDBlock(64, "other")
+
+
+def test_raft_is_light_and_shape_preserving():
+    raft = RAFT(2048, width=64, blocks=6)
+    import torchvision
+
+    backbone = sum(p.numel() for n, p in torchvision.models.resnet50().named_parameters()
+                   if not n.startswith("fc."))
+    assert count_params(raft) < 0.05 * backbone
+    f = torch.randn(2, 2048, 16, 8)
+    assert raft(f).shape == f.shape
+    small = RAFT(512, width=32, blocks=2)
+    assert small(torch.randn(1, 512, 4, 2)).shape == (1, 512, 4, 2)
+
+
+def test_degrade_is_seeded_and_blurs():
+    x = torch.randn(6, 3, 64, 32)
+    a = degrade(x, [2, 3, 4], torch.Generator().manual_seed(1))
+    b = degrade(x, [2, 3, 4], torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and a.shape == x.shape
+    fixed = degrade(x, [2, 3, 4], fixed=4)
+    hf = lambda t: (t[..., 1:, :] - t[..., :-1, :]).abs().mean()  # noqa: E731
+    assert hf(fixed) < 0.5 * hf(x)
+
+
+# -- losses against the formulas -----------------------------------------------------------------
+def test_raft_loss_is_mean_absolute_error():
+    a, b = torch.tensor([[1.0, -2.0]]), torch.tensor([[0.5, 1.0]])
+    assert raft_loss(a, b).item() == pytest.approx((0.5 + 3.0) / 2)
+    a.requires_grad_(True)
+    b.requires_grad_(True)
+    raft_loss(a, b, detach_target=True).backward()
+    assert a.grad is None and b.grad is not None  # detached target: no gradient into F_HR
+    raft_loss(a, b).backward()
+    assert a.grad is not None  # by default F_HR learns from L_RAFT too
+
+
+def slow_ce(logits, label):
+    return -torch.log_softmax(logits, 0)[label]
+
+
+def test_swa_identity_loss_against_eq5():
+    g = torch.Generator().manual_seed(0)
+    def kind(n):
+        return {"logits": torch.randn(n, 5, generator=g), "w": torch.rand(n, generator=g),
+                "logits_syn": torch.randn(n, 5, generator=g), "w_syn": torch.rand(n, generator=g),
+                "labels": torch.randint(0, 5, (n,), generator=g)}
+    hr, lr = kind(3), kind(4)
+    expect = 0.0
+    for p in (hr, lr):
+        terms = []
+        for i in range(len(p["labels"])):
+            wa, wb = p["w"][i], p["w_syn"][i]
+            ce_a = slow_ce(p["logits"][i], p["labels"][i])
+            ce_b = slow_ce(p["logits_syn"][i], p["labels"][i])
+            terms.append((wa * ce_a + wb * ce_b) / (wa + wb))
+        expect += sum(terms) / len(terms)
+    assert swa_identity_loss(hr, lr).item() == pytest.approx(float(expect), rel=1e-5)
+    # a kind missing from the batch drops out
+    assert swa_identity_loss(hr, None).item() == pytest.approx(
+        swa_identity_loss(hr, lr).item() - swa_identity_loss(None, lr).item(), rel=1e-5)
+
+
+def test_swa_identity_with_equal_weights_is_plain_mean():
+    g = torch.Generator().manual_seed(1)
+    logits, syn = torch.randn(4, 3, generator=g), torch.randn(4, 3, generator=g)
+    labels = torch.tensor([0, 1, 2, 0])
+    ones = torch.full((4,), 0.7)
+    kind = {"logits": logits, "w": ones, "logits_syn": syn, "w_syn": ones, "labels": labels}
+    plain = (torch.nn.functional.cross_entropy(logits, labels)
+             + torch.nn.functional.cross_entropy(syn, labels)) / 2
+    assert swa_identity_loss(kind, None).item() == pytest.approx(plain.item(), rel=1e-5)
+
+
+def test_swa_triplet_against_eq7_and_plain_form():
+    g = torch.Generator().manual_seed(2)
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    v1, v2 = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    w1, w1s = torch.rand(3, generator=g), torch.rand(3, generator=g)
+    w2, w2s = torch.rand(3, generator=g), torch.rand(3, generator=g)
+    t1, t2 = batch_hard_triplet(v1, labels, 0.3), batch_hard_triplet(v2, labels, 0.3)
+    p1, p2 = w1.mean() * w1s.mean(), w2.mean() * w2s.mean()
+    expect = (p1 * t1 + p2 * t2) / (p1 + p2)
+    got = swa_triplet_loss([(v1, labels, w1, w1s), (v2, labels, w2, w2s)], 0.3)
+    assert got.item() == pytest.approx(expect.item(), rel=1e-5)
+    same = torch.full((3,), 0.4)
+    plain = swa_triplet_loss([(v1, labels, same, same), (v2, labels, same, same)], 0.3)
+    assert plain.item() == pytest.approx(((t1 + t2) / 2).item(), rel=1e-5)
+
+
+# -- the variants --------------------------------------------------------------------------------
+def test_variants_registered():
+    for name in ["baseline", *VARIANTS]:
+        assert name in METHODS and METHODS[name].description
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_training_step_total_and_gradients(name, smoke_cfg):
+    torch.manual_seed(0)
+    m = build_method(name, smoke_cfg, num_classes=4)
+    losses = m.training_step(make_batch())
+    lc = smoke_cfg["loss"]
+    expect = lc["lambda_cls"] * losses["id"] + lc["lambda_tri"] * losses["triplet"]
+    if name != "ftwa-b":
+        expect = expect + lc["lambda_raft"] * losses["raft"]  # eq. 8
+    assert losses["loss"].item() == pytest.approx(expect.item(), rel=1e-5)
+    losses["loss"].backward()
+    no_grad = [n for n, p in m.named_parameters() if p.requires_grad and p.grad is None]
+    assert no_grad == []
+    frozen = [n for n, p in m.named_parameters() if not p.requires_grad]
+    assert frozen and all(n.endswith("bn.bias") for n in frozen)  # BN-neck biases only
+    names = [n for n, _ in m.named_parameters()]
+    assert any(n.startswith("raft.") for n in names) == (name != "ftwa-b")
+    assert any(".quality." in n for n in names) == (name == "ftwa")
+
+
+def test_ftwa_batch_with_one_kind_only(smoke_cfg):
+    m = build_method("ftwa", smoke_cfg, num_classes=4)
+    b = make_batch()
+    only_hr = Batch(b.images, b.labels, torch.zeros_like(b.is_lr), b.generator)
+    only_lr = Batch(b.images, b.labels, torch.ones_like(b.is_lr), b.generator)
+    assert "raft" in m.training_step(only_hr)
+    out = m.training_step(only_lr)
+    assert "raft" not in out and torch.isfinite(out["loss"])
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_embed_and_distance_shapes(name, smoke_cfg):
+    m = build_method(name, smoke_cfg, num_classes=4).eval()
+    x = torch.randn(5, 3, 64, 32)
+    with torch.no_grad():
+        q = m.embed(x[:2], torch.tensor([True, True]))
+        g = m.embed(x[2:], torch.tensor([False, False, False]))
+        d = m.distance(q, g)
+    assert d.shape == (2, 3) and torch.isfinite(d).all()
+
+
+def test_weighted_distance_hand_computed():
+    cfg = load_config("smoke", ["model.weights=none", "eval.normalize=false"])
+    m = build_method("ftwa", cfg, num_classes=4)
+    q = {"hr": torch.tensor([[0.0, 0.0], [1.0, 0.0]]), "lr": torch.tensor([[0.0, 0.0], [0.0, 0.0]]),
+         "w_hr": torch.tensor([0.5, 1.0]), "w_lr": torch.tensor([1.0, 0.25])}
+    g = {"hr": torch.tensor([[3.0, 4.0], [1.0, 0.0]]), "lr": torch.tensor([[0.0, 1.0], [0.0, 2.0]]),
+         "w_hr": torch.tensor([1.0, 0.5]), "w_lr": torch.tensor([0.5, 1.0])}
+    # D_hr = [[5, 1], [sqrt(20), 0]]; D_lr = [[1, 2], [1, 2]]
+    # a = w_hr(q) w_hr(g) = [[.5, .25], [1, .5]]; b = w_lr(q) w_lr(g) = [[.5, 1], [.125, .25]]
+    expect = torch.tensor([
+        [(0.5 * 5 + 0.5 * 1) / 1.0, (0.25 * 1 + 1 * 2) / 1.25],
+        [(1 * 20 ** 0.5 + 0.125 * 1) / 1.125, (0.5 * 0 + 0.25 * 2) / 0.75],
+    ])
+    got = m.distances(q, g)
+    assert torch.allclose(got["weighted"], expect, atol=1e-4)
+    assert torch.allclose(m.distance(q, g), expect, atol=1e-4)
+    assert torch.allclose(got["hr-only"], torch.tensor([[5.0, 1.0], [20 ** 0.5, 0.0]]), atol=1e-4)
+    hr_only = build_method("ftwa", load_config("smoke", ["model.weights=none",
+                                                         "ftwa.distance=hr-only"]), 4)
+    assert hr_only.distance_name == "hr-only"
+
+
+@pytest.mark.parametrize("name", VARIANTS)
+def test_parameter_breakdown(name, smoke_cfg):
+    m = build_method(name, smoke_cfg, num_classes=4)
+    p = m.parameter_breakdown()
+    assert p["all"] == count_params(m) == sum(p["modules"].values())
+    assert {"E_H", "E_L", "E_ID"} <= set(p["modules"])
+    assert ("RAFT" in p["modules"]) == (name != "ftwa-b")
+    assert p["inference_path"] == p["all"] - p["train_only"]  # classifiers only train
+
+
+def test_raft_under_5_percent_at_paper_size():
+    cfg = load_config("paper", ["model.weights=none"])
+    p = build_method("ftwa", cfg, num_classes=10).parameter_breakdown()["modules"]
+    assert p["RAFT"] < 0.05 * (p["E_H"] + p["E_ID"])
