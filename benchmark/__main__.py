@@ -75,10 +75,40 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"unknown dataset '{args.dataset}'; valid datasets: {', '.join(sorted(DATASETS))}"
         )
     cfg = load_config(args.profile, args.set)
-    record = run_experiment(args.method, args.dataset, cfg, seed=args.seed,
-                            data_root=args.data_root, out_dir=args.out, device_name=args.device,
-                            force=args.force, progress=not args.no_progress)
-    print_summary(record)
+    if not args.all_trials:
+        record = run_experiment(args.method, args.dataset, cfg, seed=args.seed,
+                                data_root=args.data_root, out_dir=args.out,
+                                device_name=args.device, force=args.force,
+                                progress=not args.no_progress)
+        print_summary(record)
+        return 0
+    return run_all_trials(args, cfg)
+
+
+def run_all_trials(args: argparse.Namespace, cfg: dict) -> int:
+    import copy
+
+    from benchmark.aggregate import METRIC_KEYS, summarize
+    from benchmark.config import set_dotted
+    from benchmark.runner import run_experiment
+    from datasets import build_dataset
+
+    trials = int(build_dataset(args.dataset, cfg, args.data_root).info.get("trials", 1))
+    records = []
+    for k in range(trials):
+        c = copy.deepcopy(cfg)
+        set_dotted(c, "data.trial", k)
+        print(f"-- trial {k + 1}/{trials}")
+        records.append(run_experiment(args.method, args.dataset, c, seed=args.seed,
+                                      data_root=args.data_root, out_dir=args.out,
+                                      device_name=args.device, force=args.force,
+                                      progress=not args.no_progress))
+        print_summary(records[-1])
+    stats = summarize(records)
+    print(f"{args.method} on {args.dataset}: mean ± std over {trials} trials")
+    print("  " + "  ".join(f"{k:>13}" for k in METRIC_KEYS))
+    print("  " + "  ".join(f"{stats[k]['mean']:6.2f} ± {stats[k]['std']:4.2f}"
+                           for k in METRIC_KEYS))
     return 0
 
 
@@ -87,6 +117,52 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     path = preview_grid(args.out, seed=args.seed, ids=args.ids)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from datasets.synth import write_like
+
+    done = write_like(args.like, args.root, ids=args.ids, full_size=args.full_size,
+                      seed=args.seed)
+    counts = ", ".join(f"{k} {v}" for k, v in done["counts"].items())
+    print(f"wrote generated {args.like} to {done['folder']} ({counts}) in "
+          f"{done['seconds']:.1f} s")
+    print(f"next: python -m benchmark check-data --dataset {done['dataset']} "
+          f"--data-root {args.root}")
+    return 0
+
+
+def cmd_check_data(args: argparse.Namespace) -> int:
+    from benchmark.config import load_config
+    from datasets.check import check_data
+
+    cfg = load_config(args.profile, args.set)
+    report = check_data(args.dataset, cfg, args.data_root, decode=args.decode)
+    kind = "GENERATED stand-in" if report["generated"] else "real data"
+    print(f"{report['dataset']} under {report['data_root']}: {kind}; protocol "
+          f"{report['protocol']}; LR camera {report['lr_camera']}; {report['metric']} metric")
+    print("  counts: " + ", ".join(f"{k} {v}" for k, v in report["measured"].items()))
+    if report["differences"]:
+        diff = "; ".join(f"{k}: {d['found']} found, {d['published']} published"
+                         for k, d in report["differences"].items())
+        print(f"  differs from the published dataset: {diff}")
+    else:
+        print("  matches the published counts")
+    for t in report["trials"]:
+        parts = []
+        for split in ("train", "query", "gallery"):
+            s = t[split]
+            rates = ",".join(f"r{r}:{n}" for r, n in s["rates"].items())
+            parts.append(f"{split} {s['ids']} ids / {s['images']} img (LR {s['lr']}, HR "
+                         f"{s['hr']}{'; ' + rates if rates else ''})")
+        print(f"  trial {t['trial']}: " + " | ".join(parts))
+    if args.decode:
+        if report["unreadable"]:
+            print(f"  {len(report['unreadable'])} unreadable images, e.g. "
+                  f"{report['unreadable'][0]}")
+            return 2
+        print("  every image decodes")
     return 0
 
 
@@ -153,10 +229,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     p.add_argument("--out", default="results", help="results folder (default: results/)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--all-trials", action="store_true",
+                   help="run every trial of a multi-trial protocol (one record each) and "
+                   "print mean ± std; otherwise --set data.trial=K picks one (default 0)")
     p.add_argument("--force", action="store_true",
                    help="run again even if the results store has this run")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "synth", help="write generated people in an original dataset's layout",
+        description="Write generated people with the folder structure, file names, formats and "
+        "image sizes of an original dataset (Market-1501, CUHK03 as a v7.3 .mat, VIPeR, "
+        "CAVIAR4REID), so every loader and protocol runs without the real data. A marker file "
+        "labels every result from it as generated.",
+        epilog="Example: python -m benchmark synth --like caviar --root /tmp/mlr && "
+        "python -m benchmark check-data --dataset caviar --data-root /tmp/mlr")
+    p.add_argument("--like", required=True, help="market1501, cuhk03, viper or caviar")
+    p.add_argument("--root", required=True, help="data root to write under")
+    p.add_argument("--ids", type=int, default=24, help="identities (default: 24; small and "
+                   "fast)")
+    p.add_argument("--full-size", action="store_true",
+                   help="reproduce the published identity and image counts")
+    p.add_argument("--seed", type=int, default=0, help="generator seed (default: 0)")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser(
+        "check-data", help="validate a dataset folder and show what the protocol uses",
+        description="Parse a dataset in its official layout, compare its counts with the "
+        "published ones, and print the train / query / gallery split of every trial.")
+    p.add_argument("--dataset", required=True, help="mlr-market1501, mlr-cuhk03, mlr-viper, "
+                   "caviar or synthetic")
+    p.add_argument("--data-root", default=default_data_root(),
+                   help="default: $MLRBENCH_DATA or ./data")
+    p.add_argument("--profile", default="cpu", help="config profile (default: cpu)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. data.cuhk03.images=detected")
+    p.add_argument("--decode", action="store_true", help="also decode every image")
+    p.set_defaults(func=cmd_check_data)
 
     p = sub.add_parser("preview", help="save a picture of the generated HR and LR images",
                        description="Save a PNG grid of generated people: HR crops of camera 0, "

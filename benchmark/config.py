@@ -25,6 +25,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.distance": ("euclidean", "cosine"),
     "data.interpolation": ("bicubic", "bilinear", "nearest", "lanczos"),
     "train.optimizer": ("adam", "sgd"),
+    "data.cuhk03.images": ("labeled", "detected"),
     "ftwa.raft_attention": ("gap", "contrast"),
     "ftwa.distance": ("auto", "weighted", "mean", "hr-only"),
 }

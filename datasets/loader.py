@@ -46,29 +46,41 @@ def build_bank(samples: Sequence[Sample], load: Callable[[Sample], np.ndarray],
     out = np.empty((len(samples), 3, h, w), dtype=np.uint8)
     heights = np.zeros(len(samples), dtype=np.int64)
 
-    def one(i: int) -> str | None:
-        s = samples[i]
+    groups: dict[str, list[int]] = {}  # one decode per file, however many versions use it
+    for i, s in enumerate(samples):
+        groups.setdefault(s.source, []).append(i)
+    errors: list[str | None] = [None] * len(samples)
+
+    def one(rows: list[int]) -> int:
+        first = samples[rows[0]]
         try:
-            native = load(s)
+            native = load(first)
         except UserError:
             raise
         except Exception as exc:  # any decoder error: name the file, keep the cause
             if skip_bad:
-                return f"{s.source}: {exc}"
+                for i in rows:
+                    errors[i] = f"{first.source}: {exc}"
+                return len(rows)
             raise UserError(
-                f"cannot read image {s.source}: {exc} (pass --set data.skip_bad=true to skip "
+                f"cannot read image {first.source}: {exc} (pass --set data.skip_bad=true to skip "
                 "unreadable images; the results record which)"
             ) from exc
         native_h = native.shape[0] if isinstance(native, np.ndarray) else native.size[1]
-        heights[i] = max(1, native_h // s.rate) if s.rate > 1 else native_h
-        out[i] = prepare(native, s.rate, (h, w), interpolation)
-        return None
+        for i in rows:
+            rate = samples[i].rate
+            heights[i] = max(1, native_h // rate) if rate > 1 else native_h
+            out[i] = prepare(native, rate, (h, w), interpolation)
+        return len(rows)
 
     workers = max(1, min(4, os.cpu_count() or 1))
-    with ThreadPoolExecutor(workers) as pool:
-        errors = list(tqdm(pool.map(one, range(len(samples))), total=len(samples), desc=desc,
-                           unit="img", disable=None if progress else True, leave=False))
-    bad = [e for e in errors if e is not None]
+    with ThreadPoolExecutor(workers) as pool, tqdm(
+        total=len(samples), desc=desc, unit="img", disable=None if progress else True,
+        leave=False,
+    ) as bar:
+        for done in pool.map(one, groups.values()):
+            bar.update(done)
+    bad = list(dict.fromkeys(e for e in errors if e is not None))
     if bad:
         keep = [i for i, e in enumerate(errors) if e is None]
         log.warning("skipped %d unreadable images, e.g. %s", len(bad), bad[0])

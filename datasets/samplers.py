@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from benchmark.errors import UserError
+
 
 class PKSampler:
     """Batches of P identities x K images each, drawn with an explicit generator.
@@ -41,7 +43,7 @@ class PKSampler:
             self.by_pid[pid] = (np.array(hr, dtype=np.int64), np.array(lr, dtype=np.int64))
         self.pids = np.array(sorted(self.by_pid), dtype=np.int64)
         if len(self.pids) < self.p:
-            raise ValueError(
+            raise UserError(
                 f"P x K sampling needs at least P={self.p} identities; the training set has "
                 f"{len(self.pids)} (lower train.batch_size or raise train.num_instances)"
             )

@@ -42,7 +42,7 @@ def test_user_errors_are_one_line_exit_2(args, expect, capsys, tmp_path):
 
 
 def test_help_on_every_subcommand():
-    for sub in ("list", "run"):
+    for sub in ("list", "run", "synth", "check-data", "preview"):
         with pytest.raises(SystemExit) as exc:
             main([sub, "--help"])
         assert exc.value.code == 0
@@ -81,3 +81,30 @@ def test_run_smoke_writes_record(tmp_path, capsys):
     # the same command again reports the stored record instead of training again
     assert main(args) == 0
     assert "already in the results store" in capsys.readouterr().out
+
+
+def test_synth_check_data_run_all_trials(tmp_path, capsys):
+    root = str(tmp_path / "data")
+    assert main(["synth", "--like", "caviar", "--root", root, "--ids", "16"]) == 0
+    assert "check-data --dataset caviar" in capsys.readouterr().out
+    assert main(["check-data", "--dataset", "caviar", "--data-root", root,
+                 "--set", "data.caviar.trials=2", "--decode"]) == 0
+    out = capsys.readouterr().out
+    assert "GENERATED" in out and "trial 1:" in out and "every image decodes" in out
+    assert "72 published" in out
+    args = ["run", "--method", "baseline", "--dataset", "caviar", "--data-root", root,
+            "--profile", "smoke", "--out", str(tmp_path / "res"), "--no-progress",
+            "--set", "data.caviar.trials=2", "--set", "model.weights=none", "--all-trials"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "mean ± std over 2 trials" in out
+    assert len(list((tmp_path / "res").glob("*.json"))) == 2
+    # a second synth into the same folder refuses and keeps what is there
+    assert main(["synth", "--like", "caviar", "--root", root]) == 2
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_check_data_missing_folder_is_one_line(tmp_path, capsys):
+    assert main(["check-data", "--dataset", "mlr-viper", "--data-root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "synth --like viper" in err

@@ -84,7 +84,7 @@ def test_pk_sampler_structure_and_mix():
         assert (flags.sum(1) == 2).all()  # K/2 LR, K/2 HR
     again = list(PKSampler(pids, is_lr, 12, 4, 5, 0, True).epoch(0))
     assert all((a == b).all() for a, b in zip(batches, again))
-    with pytest.raises(ValueError, match="at least P"):
+    with pytest.raises(UserError, match="at least P"):
         PKSampler(pids, is_lr, batch_size=40, num_instances=4, iters=1, seed=0)
 
 
@@ -97,3 +97,17 @@ def test_augment_and_normalize():
     assert torch.equal(y, same)
     z = normalize(torch.full((1, 3, 2, 2), 255, dtype=torch.uint8))
     assert z[0, 0, 0, 0].item() == pytest.approx((1 - 0.485) / 0.229)
+
+
+def test_bank_decodes_each_file_once():
+    calls = []
+
+    def load(s):
+        calls.append(s.source)
+        return np.full((32, 16, 3), 100, np.uint8)
+
+    lr = Sample("a.jpg", 0, 1, rate=4, is_lr=True)
+    samples = [lr, lr.as_hr(), Sample("b.jpg", 1, 0)]
+    bank = build_bank(samples, load, (32, 16), progress=False)
+    assert sorted(calls) == ["a.jpg", "b.jpg"]
+    assert bank.heights.tolist() == [8, 32, 32]
