@@ -166,6 +166,80 @@ def cmd_check_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from benchmark.config import load_config
+    from benchmark.cost import profile_method, record_name
+    from benchmark.store import write_json_atomic
+    from methods import METHODS
+
+    names = sorted(METHODS) if args.method == "all" else [args.method]
+    for name in names:
+        if name not in METHODS:
+            raise UserError(f"unknown method '{name}'; valid methods: "
+                            f"{', '.join(sorted(METHODS))} (or all)")
+    cfg = load_config(args.profile, args.set)
+    for name in names:
+        rec = profile_method(name, cfg, args.device, args.batch_size, args.amp,
+                             args.channels_last, args.compile, args.repeats, args.warmup)
+        path = write_json_atomic(Path(args.out) / record_name(rec), rec)
+        print_profile(rec, path)
+    return 0
+
+
+def _millions(n: int) -> str:
+    return f"{n / 1e6:.2f} M"
+
+
+def print_profile(rec: dict, path) -> None:
+    h, w = rec["input_size"]
+    env = rec["environment"]
+    print(f"{rec['method']} | profile {rec['profile']} ({h}x{w}) | {env['device_name']} | "
+          f"{rec['precision']}, {rec['layout']}{', compiled' if rec['compiled'] else ''} | "
+          f"batch {rec['batch_size']}")
+    p = rec["parameters"]
+    print(f"  parameters: all {_millions(p['all'])}, inference path "
+          f"{_millions(p['inference_path'])}")
+    print("    " + " | ".join(f"{k} {_millions(v)}" for k, v in p["modules"].items()))
+    mods = p["modules"]
+    if "RAFT" in mods:
+        backbone = mods["E_H"] + mods["E_ID"]
+        print(f"    RAFT = {100 * mods['RAFT'] / backbone:.2f} % of the backbone (E_H + E_ID)")
+    m = rec["macs"]
+    print(f"  GMACs per image: query path {m['query_gmacs']:.3f}, gallery path "
+          f"{m['gallery_gmacs']:.3f} ({h}x{w})")
+    t = rec["throughput"]
+    print("  images/s, median [p25-p75]: " + " | ".join(
+        f"{k} {t[k]['images_per_s']:.1f} [{t[k]['p25']:.1f}-{t[k]['p75']:.1f}]"
+        for k in ("query", "gallery", "train")))
+    mem = t["train"]["peak_memory"]
+    print(f"  peak memory (train): {mem['bytes'] / 2**20:.0f} MiB ({mem['kind']})")
+    print(f"  record: {path}")
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    from benchmark.aggregate import summarize
+    from benchmark.suite import ensure_data, load_suite, run_suite
+
+    spec = load_suite(args.file)
+    written = ensure_data(spec, args.data_root)
+    if written:
+        print(f"wrote generated stand-ins under {args.data_root}: {', '.join(written)}")
+    records = run_suite(spec, args.out, args.data_root, args.device, not args.no_progress)
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["method"], r["dataset"]), []).append(r)
+    print(f"{'method':<14}{'dataset':<16}{'n':>3}  {'rank1':>13}  {'mAP':>13}")
+    for (method, dataset), recs in sorted(groups.items()):
+        s = summarize(recs, ("rank1", "mAP"))
+        print(f"{method:<14}{dataset:<16}{len(recs):>3}  "
+              f"{s['rank1']['mean']:6.2f} ± {s['rank1']['std']:4.2f}  "
+              f"{s['mAP']['mean']:6.2f} ± {s['mAP']['std']:4.2f}")
+    print(f"records: {args.out}")
+    return 0
+
+
 def print_summary(record: dict) -> None:
     m = record["metrics"]
     gen = " (generated data)" if record["data"]["generated"] else ""
@@ -236,6 +310,46 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run again even if the results store has this run")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "profile", help="parameters, MACs, throughput and memory of a method",
+        description="Measure a method's cost: parameters per module (all and inference path), "
+        "GMACs per image, inference images/s on the query (LR) and gallery (HR) paths, "
+        "training images/s per optimiser step, peak memory. Warm-up, device synchronisation, "
+        "median and spread over repeats; one JSON record per measurement.",
+        epilog="Example: python -m benchmark profile --method ftwa --profile paper "
+        "--device cpu --batch-size 8")
+    p.add_argument("--method", required=True, help="method name, or all")
+    p.add_argument("--profile", default="cpu", help="config profile: its input size and "
+                   "backbone are measured (default: cpu)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per step (default: 8; "
+                   "halved and retried on CUDA out-of-memory)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
+    p.add_argument("--compile", action="store_true", help="torch.compile the steps")
+    p.add_argument("--repeats", type=int, default=5, help="timed steps (default: 5)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
+    p.add_argument("--out", default="results/profile", help="folder for the JSON records")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser(
+        "suite", help="run a grid of methods x datasets x seeds from a YAML file",
+        description="Run every (method, dataset, seed, trial) of a suite file, skipping runs "
+        "already in the results store, so an interrupted grid resumes. Suites shipped: "
+        "benchmark/suites/*.yaml.",
+        epilog="Example: python -m benchmark suite benchmark/suites/smoke-grid.yaml "
+        "--data-root results/bench/data --out results/bench/grid")
+    p.add_argument("file", help="suite YAML (methods, datasets, seeds, trials, profile, set, "
+                   "synth)")
+    p.add_argument("--data-root", default=default_data_root(),
+                   help="default: $MLRBENCH_DATA or ./data")
+    p.add_argument("--out", default="results", help="results folder (default: results/)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.set_defaults(func=cmd_suite)
 
     p = sub.add_parser(
         "synth", help="write generated people in an original dataset's layout",

@@ -42,7 +42,7 @@ def test_user_errors_are_one_line_exit_2(args, expect, capsys, tmp_path):
 
 
 def test_help_on_every_subcommand():
-    for sub in ("list", "run", "synth", "check-data", "preview"):
+    for sub in ("list", "run", "synth", "check-data", "preview", "profile", "suite"):
         with pytest.raises(SystemExit) as exc:
             main([sub, "--help"])
         assert exc.value.code == 0
@@ -108,3 +108,29 @@ def test_check_data_missing_folder_is_one_line(tmp_path, capsys):
     assert main(["check-data", "--dataset", "mlr-viper", "--data-root", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "synth --like viper" in err
+
+
+def test_suite_runs_and_resumes(tmp_path, capsys):
+    suite = tmp_path / "s.yaml"
+    suite.write_text("profile: smoke\nmethods: [baseline]\ndatasets: [caviar, synthetic]\n"
+                     "seeds: [0]\ntrials: [0]\nset: [model.weights=none]\n"
+                     "synth: {ids: 16, seed: 0}\n")
+    args = ["suite", str(suite), "--data-root", str(tmp_path / "data"), "--out",
+            str(tmp_path / "res"), "--no-progress"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "wrote generated stand-ins" in out and "[2/2]" in out
+    assert len(list((tmp_path / "res").glob("*.json"))) == 2
+    assert main(args) == 0  # everything is stored now: nothing runs again
+    out = capsys.readouterr().out
+    assert out.count("(stored)") == 2 and "wrote generated" not in out
+
+
+def test_suite_bad_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("methods: [nope]\ndatasets: [caviar]\n")
+    assert main(["suite", str(bad), "--out", str(tmp_path)]) == 2
+    assert "unknown method 'nope'" in capsys.readouterr().err
+    bad.write_text("methods: all\ndatasets: [caviar]\nseed: [1]\n")
+    assert main(["suite", str(bad), "--out", str(tmp_path)]) == 2
+    assert "unknown keys seed" in capsys.readouterr().err

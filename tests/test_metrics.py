@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from benchmark.metrics import pairwise_distance, rank_metrics, single_shot_metrics
+from tests.reference_metrics import per_query_rank_metrics
 
 
 def slow_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank):
@@ -85,13 +86,58 @@ def test_matches_slow_reference(seed, monkeypatch):
     dist = rng.integers(0, 20, (q, g)).astype(float)  # many ties on purpose
     import benchmark.metrics as m
 
-    monkeypatch.setattr(m, "_CHUNK_ELEMENTS", 200)  # several chunks
+    monkeypatch.setattr(m, "_BLOCK_ELEMENTS", 200)  # several chunks
     fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20)
     cmc, ap, inp, n = slow_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, 20)
     np.testing.assert_allclose(fast.cmc, cmc)
     assert fast.mAP == pytest.approx(ap)
     assert fast.mINP == pytest.approx(inp)
     assert fast.num_valid == n and fast.num_skipped == q - n
+
+
+@pytest.mark.parametrize("seed, ties", [(0, False), (1, True), (2, True), (3, False)])
+def test_matches_per_query_reference(seed, ties, monkeypatch):
+    """Market-like structure (many images per id, several cameras, distractor id 0)."""
+    rng = np.random.default_rng(seed)
+    q, g = 60, 400
+    q_pids, g_pids = rng.integers(1, 30, q), rng.integers(0, 30, g)
+    q_cams, g_cams = rng.integers(0, 6, q), rng.integers(0, 6, g)
+    dist = rng.random((q, g)).astype(np.float32)
+    if ties:  # coarse distances: ties between matches and non-matches everywhere
+        dist = np.round(dist * 8) / 8
+    import benchmark.metrics as m
+
+    monkeypatch.setattr(m, "_BLOCK_ELEMENTS", 4000)
+    fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=50)
+    cmc, ap, inp, n = per_query_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, 50)
+    np.testing.assert_allclose(fast.cmc, cmc)
+    assert fast.mAP == pytest.approx(ap) and fast.mINP == pytest.approx(inp)
+    assert fast.num_valid == n
+
+
+def test_general_path_for_distances_float32_cannot_hold(monkeypatch):
+    """float64 distances that float32 would round take the value-and-index comparison path."""
+    rng = np.random.default_rng(5)
+    q, g = 30, 200
+    q_pids, g_pids = rng.integers(0, 10, q), rng.integers(0, 10, g)
+    q_cams, g_cams = rng.integers(0, 3, q), rng.integers(0, 3, g)
+    dist = rng.random((q, g)) / 3.0  # not float32-representable
+    dist[:, 1::2] = dist[:, 0::2]  # exact ties between neighbours
+    assert not (dist.astype(np.float32).astype(np.float64) == dist).all()
+    import benchmark.metrics as m
+
+    monkeypatch.setattr(m, "_BLOCK_ELEMENTS", 1000)
+    fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20)
+    cmc, ap, inp, n = slow_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, 20)
+    np.testing.assert_allclose(fast.cmc, cmc)
+    assert fast.mAP == pytest.approx(ap) and fast.mINP == pytest.approx(inp)
+    one_thread = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20, workers=1)
+    assert one_thread.mAP == fast.mAP
+
+
+def test_non_finite_distances_raise():
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        rank_metrics(np.array([[np.nan, 0.1]]), [1], [1, 2], [0], [1, 1])
 
 
 def test_accepts_torch_tensors():

@@ -1,0 +1,205 @@
+"""Cost of a method: parameters, MACs, inference and training throughput, peak memory.
+
+Measured the way timm's benchmark does it: warm-up steps, device synchronisation around every
+timed step, the median and spread of repeated steps, with batch size, input size, precision,
+memory layout and compilation recorded. The query path (an LR image) and the gallery path (an
+HR image) are measured apart: they differ for two-stream and SR methods.
+"""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from benchmark import environment
+from benchmark.errors import UserError
+from methods import Batch, Method, build_method
+
+SCHEMA = "mlr-bench/profile/v1"
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_steps(step: Callable[[], Any], device: torch.device, repeats: int, warmup: int
+               ) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``step`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        step()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def throughput(times: list[float], batch: int) -> dict[str, float]:
+    """images/s from step times: median, quartiles (spread), best and worst."""
+    per = sorted(batch / t for t in times)
+    q = statistics.quantiles(per, n=4) if len(per) > 1 else [per[0]] * 3
+    return {"images_per_s": statistics.median(per), "p25": q[0], "p75": q[2], "min": per[0],
+            "max": per[-1], "step_s_median": statistics.median(times), "repeats": len(times)}
+
+
+def count_macs(fn: Callable[[], Any]) -> int:
+    """Multiply-accumulates of one call (torch's FLOP counter counts 2 FLOPs per MAC)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() // 2
+
+
+def _inputs(batch: int, size: tuple[int, int], device: torch.device, channels_last: bool,
+            seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, *size, generator=g).to(device)
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _train_batch(method: Method, batch: int, k: int, x: torch.Tensor) -> Batch:
+    labels = torch.arange(batch, device=x.device) // k
+    # what the P x K sampler gives: K/2 LR and K/2 HR per identity where the method mixes
+    is_lr = (torch.arange(batch, device=x.device) % k) >= (k - k // 2)
+    if not method.mix_resolutions:
+        is_lr = torch.zeros_like(is_lr)
+    return Batch(x, labels, is_lr, torch.Generator().manual_seed(0))
+
+
+def _peak_memory(device: torch.device) -> dict[str, Any]:
+    if device.type == "cuda":
+        return {"kind": "cuda max_memory_allocated",
+                "bytes": int(torch.cuda.max_memory_allocated(device))}
+    return {"kind": "process peak RSS (CPU; the whole process, not one step)",
+            "bytes": int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024}
+
+
+def _measure(method: Method, cfg: dict[str, Any], device: torch.device, batch: int, amp: bool,
+             channels_last: bool, compiled: bool, repeats: int, warmup: int
+             ) -> dict[str, Any]:
+    size = tuple(int(v) for v in cfg["model"]["input_size"])
+    dtype = torch.bfloat16
+    autocast = torch.autocast(device.type, dtype=dtype, enabled=amp)
+    embed = torch.compile(method.embed) if compiled else method.embed
+    step_fn = torch.compile(method.training_step) if compiled else method.training_step
+    out: dict[str, Any] = {}
+    method.eval()
+    for path, lr in (("query", True), ("gallery", False)):
+        x = _inputs(batch, size, device, channels_last)
+        flags = torch.full((batch,), lr, dtype=torch.bool, device=device)
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+
+        def infer(x=x, flags=flags):
+            with torch.no_grad(), autocast:
+                return embed(x, flags)
+
+        out[path] = throughput(time_steps(infer, device, repeats, warmup), batch)
+        out[path]["peak_memory"] = _peak_memory(device)
+    method.train()
+    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-5)
+    k = int(cfg["train"]["num_instances"])
+    train_batch = _train_batch(method, batch - batch % k or k, k,
+                               _inputs(batch - batch % k or k, size, device, channels_last))
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = step_fn(train_batch)["loss"]
+        loss.backward()
+        optimizer.step()
+
+    out["train"] = throughput(time_steps(train_step, device, repeats, warmup),
+                              len(train_batch.labels))
+    out["train"]["peak_memory"] = _peak_memory(device)
+    return out
+
+
+def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
+                   batch_size: int = 8, amp: bool = False, channels_last: bool = False,
+                   compiled: bool = False, repeats: int = 5, warmup: int = 2,
+                   num_classes: int = 751) -> dict[str, Any]:
+    """Profile one method at the config's input size; returns a JSON-ready record.
+
+    On CUDA an out-of-memory batch size is halved and retried (each attempt recorded).
+    """
+    if batch_size < 1 or repeats < 1 or warmup < 0:
+        raise UserError("--batch-size and --repeats must be >= 1 and --warmup >= 0")
+    device = environment.resolve_device(device_name)
+    torch.manual_seed(0)
+    method = build_method(name, cfg, num_classes).to(device)
+    if channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    size = tuple(int(v) for v in cfg["model"]["input_size"])
+    params = method.parameter_breakdown()
+    method.eval()
+    macs = {}
+    with torch.no_grad():
+        for path, lr in (("query", True), ("gallery", False)):
+            x = _inputs(1, size, torch.device("cpu"), False).to(device)
+            macs[path] = count_macs(lambda x=x, lr=lr: method.embed(
+                x, torch.tensor([lr], device=device)))
+    attempts, batch = [], batch_size
+    while True:
+        try:
+            timings = _measure(method, cfg, device, batch, amp, channels_last, compiled, repeats,
+                               warmup)
+            break
+        except torch.OutOfMemoryError:
+            attempts.append({"batch_size": batch, "result": "out of memory"})
+            torch.cuda.empty_cache()
+            if batch == 1:
+                raise UserError(f"profile {name}: out of memory even at batch size 1") from None
+            batch //= 2
+        except Exception as exc:
+            if compiled:
+                raise UserError(f"--compile failed for {name}: {exc.__class__.__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from exc
+            raise
+    h, w = size
+    return {
+        "schema": SCHEMA,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "method": name,
+        "profile": cfg["profile"],
+        "input_size": [h, w],
+        "batch_size": batch,
+        "batch_size_requested": batch_size,
+        "oom_retries": attempts,
+        "precision": "bf16-amp" if amp else "fp32",
+        "layout": "channels_last" if channels_last else "contiguous",
+        "compiled": compiled,
+        "num_classes": num_classes,
+        "weights_origin": method.weights_origin,
+        "parameters": params,
+        "macs": {"query_gmacs": macs["query"] / 1e9, "gallery_gmacs": macs["gallery"] / 1e9,
+                 "unit": f"GMACs per image at {h}x{w} (multiply-accumulates = FLOPs / 2, "
+                         "torch.utils.flop_counter)"},
+        "throughput": timings,
+        "repeats": repeats,
+        "warmup": warmup,
+        "environment": {"device": str(device), "device_name": environment.device_name(device),
+                        "versions": environment.versions(),
+                        "git_commit": environment.git_commit()},
+    }
+
+
+def record_name(rec: dict[str, Any]) -> str:
+    """timm-style file name: what was measured, how, and on what."""
+    dev = rec["environment"]["device"].split(":")[0]
+    torch_v = rec["environment"]["versions"]["torch"].split("+")[0]
+    compiled = "__compiled" if rec["compiled"] else ""
+    return (f"profile__{rec['method']}__{rec['profile']}__{dev}__{rec['precision']}__"
+            f"{rec['layout']}{compiled}__bs{rec['batch_size']}__torch{torch_v}.json")
