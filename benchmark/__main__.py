@@ -240,6 +240,26 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports.render import regression_check, render
+
+    if args.check is not None:
+        failures = regression_check(args.results, args.check, args.skip_bad)
+        for f in failures:
+            print(f"differs from the paper: {f}")
+        print(f"{len(failures)} reproduced numbers on real data differ from the paper by more "
+              f"than {args.check} points")
+        return 1 if failures else 0
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    bad = set(formats) - {"md", "html"}
+    if bad or not formats:
+        raise UserError(f"--format takes md, html or md,html; got '{args.format}'")
+    ctx = render(args.results, args.out, formats, args.skip_bad)
+    for path in ctx["written"]:
+        print(f"wrote {path}")
+    return 0
+
+
 def print_summary(record: dict) -> None:
     m = record["metrics"]
     gen = " (generated data)" if record["data"]["generated"] else ""
@@ -350,6 +370,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_suite)
+
+    p = sub.add_parser(
+        "report", help="render paper-vs-reproduced tables, cost and plots (Markdown, HTML)",
+        description="Build Table 1 and Table 2 mirrors (paper vs reproduced, difference, "
+        "mean ± std and n), the cost table, CMC / speed / per-rate plots and per-row "
+        "provenance from the run and profile records under --results.",
+        epilog="Example: python -m benchmark report --results results --out results/report")
+    p.add_argument("--results", default="results", help="results folder, searched "
+                   "recursively (default: results/)")
+    p.add_argument("--out", default="results/report", help="where report.md / report.html go")
+    p.add_argument("--format", default="md,html", help="md, html or md,html (default)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip (with a warning) JSON files that are not mlr-bench records")
+    p.add_argument("--check", type=float, default=None, metavar="TOL",
+                   help="exit 1 if a reproduced number on real data differs from the paper by "
+                   "more than TOL points (writes nothing)")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser(
         "synth", help="write generated people in an original dataset's layout",

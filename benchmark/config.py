@@ -26,6 +26,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.interpolation": ("bicubic", "bilinear", "nearest", "lanczos"),
     "train.optimizer": ("adam", "sgd"),
     "data.cuhk03.images": ("labeled", "detected"),
+    "sr.network": ("imdn", "espcn"),
     "ftwa.raft_attention": ("gap", "contrast"),
     "ftwa.distance": ("auto", "weighted", "mean", "hr-only"),
 }

@@ -30,7 +30,7 @@ from datasets import MLRData, Sample, build_dataset
 from datasets.loader import build_bank
 from datasets.samplers import PKSampler
 from datasets.transforms import augment, normalize
-from methods import Batch, Method, build_method
+from methods import METHODS, Batch, Method, build_method
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,16 @@ class Prepared:
 
     def column(self, idx: np.ndarray, name: str) -> np.ndarray:
         return np.array([getattr(self.samples[i], name) for i in idx])
+
+    def keep_training(self, mask: np.ndarray) -> None:
+        """Keep only the training images ``mask`` selects; relabel identities 0..C-1."""
+        if not mask.any():
+            raise UserError(f"dataset '{self.data.name}': no training image is left (this "
+                            "method trains on HR images only)")
+        self.train = self.train[mask]
+        pids = np.array([self.samples[i].pid for i in self.train])
+        uniq = {p: k for k, p in enumerate(sorted(set(pids.tolist())))}
+        self.labels = np.array([uniq[p] for p in pids], dtype=np.int64)
 
 
 def prepare_data(dataset: str, cfg: dict[str, Any], data_root: str | None,
@@ -108,6 +118,7 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
     iters = _iters_per_epoch(cfg, len(prep.train))
     sampler = PKSampler(prep.labels, prep.flags(prep.train).tolist(), tcfg["batch_size"],
                         tcfg["num_instances"], iters, seed, method.mix_resolutions)
+    method.on_train_start(tcfg["epochs"] * iters)
     optimizer = build_optimizer(method.parameters(), tcfg)
     scheduler = build_scheduler(optimizer, tcfg, iters)
     history: list[dict[str, float]] = []
@@ -275,11 +286,25 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
     set_seed(seed)
     prep = prepare_data(dataset, cfg, data_root, progress)
     t_data = time.perf_counter() - t_start
+    method_cls = METHODS.get(method_name)
+    if method_cls is not None and method_cls.train_only_hr:
+        prep.keep_training(~prep.is_lr[prep.train])
     num_classes = len(set(prep.labels.tolist()))
     method = build_method(method_name, cfg, num_classes).to(device)
     ckpt = out_dir / ".checkpoints" / f"{rid}.pt"
     training = train(method, prep, cfg, device, seed, ckpt, progress)
     evaluation = evaluate(method, prep, cfg, device, seed, progress)
+    extra: dict[str, Any] = {}
+    if hasattr(method, "restore_pixels"):  # an SR-then-ReID method: image quality and a picture
+        from benchmark.sr_eval import sr_quality, sr_strip
+
+        extra["sr"] = {
+            "quality": sr_quality(method, prep, device, int(cfg["sr"]["eval_images"]),
+                                  [int(r) for r in cfg["data"]["rates"]]),
+            "metric_note": "PSNR (dB) / SSIM of SR output and of bicubic against HR, [0, 1] "
+                           "pixels, torchmetrics, mean over images",
+            "strip": str(sr_strip(method, prep, device, out_dir / f"{rid}.sr.png")),
+        }
     info = {k: v for k, v in prep.data.info.items()}
     record = {
         "schema": SCHEMA,
@@ -303,6 +328,7 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
         "model": {"weights_origin": method.weights_origin,
                   "parameters": method.parameter_breakdown()},
         "training": {k: v for k, v in training.items() if k != "train_s"},
+        **extra,
         "timings": {"data_s": t_data, "train_s": training["train_s"]} | evaluation["timings"]
         | {"total_s": time.perf_counter() - t_start},
         "environment": {"device": str(device), "device_name": environment.device_name(device),

@@ -13,6 +13,7 @@ A new method is one file with a subclass and ``@register_method``, plus one impo
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -36,13 +37,15 @@ class Batch:
     generator: torch.Generator | None = None
 
 
-class Method(nn.Module):
+class Method(nn.Module, metaclass=ABCMeta):
     """Base class. Subclasses set ``name`` and ``description`` and implement the four calls."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     #: the P x K sampler should give each identity both LR and HR images when it has both
     mix_resolutions: ClassVar[bool] = False
+    #: train on the HR images of the training split only (sr-bicubic)
+    train_only_hr: ClassVar[bool] = False
     #: the name of the test distance, recorded with the metrics (None: eval.distance)
     distance_name: str | None = None
 
@@ -55,11 +58,16 @@ class Method(nn.Module):
         self.num_classes = num_classes
         self.weights_origin = "n/a"
 
-    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+    def on_train_start(self, total_steps: int) -> None:
+        """Called once before training with the number of optimiser steps of the whole run."""
 
+    @abstractmethod
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Named losses of one batch; ``"loss"`` is the total to minimise."""
+
+    @abstractmethod
     def embed(self, images: torch.Tensor, is_lr: torch.Tensor) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """Per-image embeddings (a dict of (B, ...) tensors) through each image's path."""
 
     def distance(self, query: dict[str, torch.Tensor],
                  gallery: dict[str, torch.Tensor]) -> torch.Tensor:

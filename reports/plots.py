@@ -1,0 +1,74 @@
+"""Figures for the report (matplotlib, Agg): each returns PNG bytes."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.tight_layout()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def cmc_curves(frame: pd.DataFrame, title: str) -> bytes:
+    """Mean CMC (rank 1..50) per method over its runs."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for method, g in sorted(frame.groupby("method"), key=lambda kv: kv[0]):
+        curves = np.array([np.asarray(c, dtype=float) for c in g["cmc"]])
+        ranks = np.arange(1, curves.shape[1] + 1)
+        ax.plot(ranks, curves.mean(axis=0), label=f"{method} (n={len(g)})")
+    ax.set_xscale("log")
+    ax.set_xlabel("rank")
+    ax.set_ylabel("matching rate (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return _png(fig)
+
+
+def rank1_vs_throughput(points: pd.DataFrame, title: str) -> bytes:
+    """One point per method: mean rank-1 against query-path images/s (log scale)."""
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    for _, p in points.iterrows():
+        ax.scatter(p["query img/s"], p["rank1"], s=30)
+        ax.annotate(p["method"], (p["query img/s"], p["rank1"]), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")
+    ax.set_xscale("log")
+    ax.set_xlabel("query path throughput (images/s)")
+    ax.set_ylabel("rank-1 (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    return _png(fig)
+
+
+def rank1_by_rate(frame: pd.DataFrame, title: str) -> bytes:
+    """Grouped bars: mean rank-1 per down-sampling rate per method."""
+    rows = []
+    for _, r in frame.iterrows():
+        for rate, m in (r["by_rate"] or {}).items():
+            rows.append({"method": r["method"], "rate": int(rate), "rank1": m["rank1"]})
+    data = pd.DataFrame(rows).groupby(["method", "rate"])["rank1"].mean().unstack()
+    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    width = 0.8 / max(1, len(data.columns))
+    x = np.arange(len(data.index))
+    for k, rate in enumerate(data.columns):
+        ax.bar(x + k * width, data[rate].to_numpy(), width, label=f"r={rate}")
+    ax.set_xticks(x + width * (len(data.columns) - 1) / 2)
+    ax.set_xticklabels(data.index, rotation=20, fontsize=7)
+    ax.set_ylabel("rank-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=7)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    return _png(fig)

@@ -1,0 +1,193 @@
+"""``python -m benchmark report``: the results store -> report.md and report.html.
+
+Markdown references PNG files written beside it (renders on GitHub); the HTML is one
+self-contained file with the same figures inlined as base64 (no network needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+from reports import plots
+from reports.tables import (
+    LADDER,
+    MISSING,
+    aggregate,
+    all_results,
+    check,
+    cost_frame,
+    display_table1,
+    display_table2,
+    load_store,
+    paper_tables,
+    runs_frame,
+    sr_frame,
+    table1,
+    table2,
+)
+
+GENERATED_BANNER = ("Generated data: the reproduced numbers below come from images the suite "
+                    "generated (synthetic / synth stand-ins), not from the real datasets. They "
+                    "exercise the code path; they do not test the paper's claim.")
+FOOTNOTE = (f"{MISSING} : no number — the paper gives none for that cell, or the results folder "
+            "holds no run of that method on that dataset at this profile.")
+
+
+@dataclass
+class Figure:
+    title: str
+    file: str
+    png: bytes
+
+    @property
+    def b64(self) -> str:
+        return base64.b64encode(self.png).decode()
+
+
+def md_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return f"_{MISSING} (no rows)_"
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, row in df.iterrows():
+        cells = [_fmt_value(v).replace("|", "\\|") for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def html_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return f"<p><em>{MISSING} (no rows)</em></p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt_value(v))}</td>" for v in row)
+                   + "</tr>" for _, row in df.iterrows())
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return MISSING if v != v else f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+
+def _provenance_table(agg: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for _, c in agg.iterrows():
+        p = c["provenance"]
+        rows.append({"method": c["method"], "dataset": c["dataset"], "n": c["n"],
+                     "data": p["data"], "seeds": ",".join(map(str, p["seeds"])),
+                     "trials": ",".join(map(str, p["trials"])),
+                     "commits": ", ".join(x[:12] for x in p["commits"]),
+                     "config": ", ".join(p["config_hashes"]), "device": "; ".join(p["devices"]),
+                     "weights": "; ".join(p["weights"]), "runs": ", ".join(p["run_ids"])})
+    return pd.DataFrame(rows)
+
+
+def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
+    """Everything the templates need, computed from the results folder."""
+    store = load_store(results, skip_bad)
+    paper = paper_tables()
+    frame = runs_frame(store)
+    agg = aggregate(frame)
+    cost = cost_frame(store)
+    sr = sr_frame(frame) if not frame.empty else pd.DataFrame()
+    sections = []
+    profiles = sorted(set(agg["profile"])) if not agg.empty else []
+    for profile in profiles:
+        sub = agg[agg.profile == profile]
+        fr = frame[frame.profile == profile]
+        ladders = []
+        for dataset in ["mlr-cuhk03"] + sorted(set(sub.dataset) - {"mlr-cuhk03"}):
+            on_ladder = (sub.dataset == dataset) & sub.method.isin(LADDER)
+            if dataset == "mlr-cuhk03" or on_ladder.any():
+                t = display_table2(table2(agg, profile, paper, dataset))
+                ladders.append({"dataset": dataset, "paper": dataset == "mlr-cuhk03",
+                                "generated": bool(sub[sub.dataset == dataset].generated.any()),
+                                "md": md_table(t), "html": html_table(t), "frame": t})
+        t1 = display_table1(table1(agg, profile, paper))
+        figures = []
+        for dataset in sorted(set(fr.dataset)):
+            g = fr[fr.dataset == dataset]
+            figures.append(Figure(f"CMC, {dataset} ({profile})",
+                                  f"cmc__{profile}__{dataset}.png",
+                                  plots.cmc_curves(g, f"CMC on {dataset}, profile {profile}")))
+            if any(bool(b) for b in g["by_rate"]):
+                figures.append(Figure(f"Rank-1 per down-sampling rate, {dataset} ({profile})",
+                                      f"rate__{profile}__{dataset}.png",
+                                      plots.rank1_by_rate(g, f"rank-1 per rate r, {dataset}")))
+        speed = cost[cost.profile == profile] if not cost.empty else cost
+        if not speed.empty:
+            best = speed.groupby("method")["query img/s"].median()
+            pts = (sub.groupby("method")["rank1_mean"].mean().rename("rank1").to_frame()
+                   .join(best, how="inner").reset_index())
+            if not pts.empty:
+                figures.append(Figure(f"Rank-1 vs query throughput ({profile})",
+                                      f"speed__{profile}.png", plots.rank1_vs_throughput(
+                                          pts, f"rank-1 (mean over datasets) vs query img/s, "
+                                          f"{profile}")))
+        sr_sub = sr[sr.profile == profile].drop(columns=["profile"]) if not sr.empty else sr
+        sections.append({
+            "profile": profile, "generated": bool(sub.generated.any()),
+            "table1": {"md": md_table(t1), "html": html_table(t1), "frame": t1},
+            "all": {"md": md_table(all_results(agg, profile)),
+                    "html": html_table(all_results(agg, profile))},
+            "ladders": ladders,
+            "sr": {"md": md_table(sr_sub), "html": html_table(sr_sub)} if not sr_sub.empty
+            else None,
+            "figures": figures,
+            "provenance": {"md": md_table(_provenance_table(sub)),
+                           "html": html_table(_provenance_table(sub))},
+        })
+    cost_view = cost.drop(columns=["path"]) if not cost.empty else cost
+    return {
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "results": str(results), "source": paper.get("source", ""),
+        "num_runs": len(store.runs), "num_profiles": len(store.profiles),
+        "skipped": store.skipped, "sections": sections,
+        "cost": {"md": md_table(cost_view), "html": html_table(cost_view)}
+        if not cost.empty else None,
+        "banner": GENERATED_BANNER, "footnote": FOOTNOTE, "aggregate": agg, "paper": paper,
+    }
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("reports", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2.html")),
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+
+
+def render(results: str | Path, out: str | Path, formats: tuple[str, ...] = ("md", "html"),
+           skip_bad: bool = False) -> dict[str, Any]:
+    """Write report.md (+ figure PNGs) and/or report.html under ``out``; return the context."""
+    ctx = build(results, skip_bad)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    env = _env()
+    if "md" in formats:
+        for s in ctx["sections"]:
+            for f in s["figures"]:
+                (out / f.file).write_bytes(f.png)
+        path = out / "report.md"
+        path.write_text(env.get_template("report.md.j2").render(**ctx))
+        written.append(path)
+    if "html" in formats:
+        path = out / "report.html"
+        path.write_text(env.get_template("report.html").render(**ctx))
+        written.append(path)
+    ctx["written"] = written
+    return ctx
+
+
+def regression_check(results: str | Path, tol: float, skip_bad: bool = False) -> list[str]:
+    ctx = build(results, skip_bad)
+    return check(ctx["aggregate"], ctx["paper"], tol)

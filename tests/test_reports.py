@@ -1,0 +1,150 @@
+"""Reports: cells equal the means of the JSON records, paper numbers and differences, missing
+cells, bad files, the regression check, self-contained HTML."""
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from benchmark.__main__ import main
+from benchmark.config import load_config
+from benchmark.errors import UserError
+from benchmark.runner import run_experiment
+from reports.render import build, render
+from reports.tables import aggregate, load_store, paper_tables, runs_frame, table1, table2
+
+SHARED_TABLES = Path(__file__).resolve().parents[2] / "shared" / "paper" / "tables.yaml"
+
+
+@pytest.fixture(scope="module")
+def template_record(tmp_path_factory):
+    out = tmp_path_factory.mktemp("one-run")
+    cfg = load_config("smoke", ["model.weights=none"])
+    return run_experiment("baseline", "synthetic", cfg, out_dir=out, progress=False)
+
+
+RANK1 = {("ftwa", "mlr-cuhk03"): [80.0, 84.0, 85.0], ("baseline", "mlr-cuhk03"): [40.0, 50.0],
+         ("ftwa", "caviar"): [30.0], ("baseline", "caviar"): [20.0, 22.0]}
+
+
+def write_records(folder: Path, template: dict, generated: bool = True) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for (method, dataset), values in RANK1.items():
+        for seed, r1 in enumerate(values):
+            rec = copy.deepcopy(template)
+            rec.pop("path", None)
+            rec.update(method=method, dataset=dataset, seed=seed,
+                       run_id=f"{method}__{dataset}__smoke__seed{seed}__x")
+            rec["metrics"] = dict(rec["metrics"], rank1=r1, rank5=r1 + 10.0, mAP=r1 - 5.0)
+            rec["data"] = dict(rec["data"], generated=generated)
+            (folder / f"{rec['run_id']}.json").write_text(json.dumps(rec))
+
+
+@pytest.fixture
+def results(tmp_path, template_record):
+    folder = tmp_path / "results"
+    write_records(folder, template_record)
+    return folder
+
+
+def test_paper_copy_matches_shared():
+    ours = paper_tables()
+    assert ours["table1"]["FTWA"]["mlr-cuhk03"] == [83.2, 97.8]
+    assert "source" in ours
+    if SHARED_TABLES.exists():
+        assert ours == yaml.safe_load(SHARED_TABLES.read_text())
+
+
+def test_table_cells_are_the_means_of_the_records(results):
+    store = load_store(results)
+    agg = aggregate(runs_frame(store))
+    long = table1(agg, "smoke", paper_tables())
+    for (method, dataset), values in RANK1.items():
+        name = {"ftwa": "FTWA", "baseline": "baseline"}[method]
+        row = long[(long.method == name) & (long.dataset == dataset) & (long["rank"] == "R1")]
+        assert len(row) == 1
+        r = row.iloc[0]
+        assert r["mean"] == pytest.approx(np.mean(values))
+        assert r["n"] == len(values)
+        expect_std = np.std(values, ddof=1) if len(values) > 1 else 0.0
+        assert r["std"] == pytest.approx(expect_std)
+    ftwa = long[(long.method == "FTWA") & (long.dataset == "mlr-cuhk03")].set_index("rank")
+    assert ftwa.loc["R1", "paper"] == 83.2 and ftwa.loc["R5", "paper"] == 97.8
+    assert ftwa.loc["R1", "diff"] == pytest.approx(np.mean([80, 84, 85]) - 83.2)
+    assert ftwa.loc["R5", "diff"] == pytest.approx(np.mean([90, 94, 95]) - 97.8)
+    sing = long[long.method == "SING"]
+    assert set(sing.status) == {"published, not run here"} and (sing.n == 0).all()
+    ladder = table2(agg, "smoke", paper_tables(), "mlr-cuhk03").set_index(["method", "rank"])
+    assert ladder.loc[("Baseline", "R1"), "paper"] == 46.3
+    assert ladder.loc[("Baseline", "R1"), "mean"] == pytest.approx(45.0)
+    assert ladder.loc[("Baseline", "R1"), "diff"] == pytest.approx(45.0 - 46.3)
+    assert ladder.loc[("FTWA-B", "R1"), "n"] == 0  # no run: missing, not a crash
+
+
+def test_report_files_and_contents(results, tmp_path):
+    out = tmp_path / "report"
+    ctx = render(results, out)
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    assert "83.2 → 83.0 ± 2.6 [n=3] (-0.2)" in md  # FTWA on MLR-CUHK03, rank-1
+    assert "97.8 → 93.0 ± 2.6 [n=3] (-4.8)" in md
+    assert "46.3 → 45.0 ± 7.1 [n=2] (-1.3)" in md  # Table 2, Baseline
+    assert "published, not run here" in md and "CRGAN" in md
+    assert "Generated data" in md and "Generated data" in html
+    assert "— : no number" in md
+    for s in ctx["sections"]:
+        for f in s["figures"]:
+            assert (out / f.file).exists() and f.file in md
+    # self-contained HTML: images inline, nothing fetched from the network
+    assert "data:image/png;base64," in html
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+    assert "83.2 → 83.0 ± 2.6 [n=3] (-0.2)" in html
+
+
+def test_corrupt_and_foreign_files(results, tmp_path):
+    (results / "broken.json").write_text("{not json")
+    with pytest.raises(UserError, match="broken.json"):
+        build(results)
+    (results / "broken.json").unlink()
+    (results / "other.json").write_text(json.dumps({"hello": 1}))
+    with pytest.raises(UserError, match=r"other.json is not an mlr-bench record"):
+        build(results)
+    ctx = build(results, skip_bad=True)
+    assert len(ctx["skipped"]) == 1 and ctx["num_runs"] == 8
+
+
+def test_empty_results_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    ctx = render(tmp_path / "empty", tmp_path / "out")
+    assert "No run records found" in (tmp_path / "out" / "report.md").read_text()
+    assert ctx["sections"] == []
+    with pytest.raises(UserError, match="does not exist"):
+        build(tmp_path / "missing")
+
+
+def test_regression_check(tmp_path, template_record, capsys):
+    real = tmp_path / "real"
+    write_records(real, template_record, generated=False)
+    # FTWA on MLR-CUHK03 is off by -0.2 (R1) and -4.8 (R5); baseline on CUHK03 (Table 2) -1.3
+    assert main(["report", "--results", str(real), "--check", "5"]) == 1
+    out = capsys.readouterr().out
+    assert "ftwa on caviar" in out  # 30.0 vs 43.3
+    assert main(["report", "--results", str(real), "--check", "50"]) == 0
+    generated = tmp_path / "generated"
+    write_records(generated, template_record, generated=True)
+    assert main(["report", "--results", str(generated), "--check", "0.1"]) == 0
+
+
+def test_report_cli(results, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["report", "--results", str(results), "--out", str(out), "--format", "md"]) == 0
+    assert (out / "report.md").exists() and not (out / "report.html").exists()
+    assert main(["report", "--results", str(results), "--format", "pdf"]) == 2
+    assert "--format" in capsys.readouterr().err
+    (results / "x.json").write_text("[]")
+    assert main(["report", "--results", str(results), "--out", str(out)]) == 2
+    assert "x.json" in capsys.readouterr().err
