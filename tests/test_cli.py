@@ -94,7 +94,8 @@ def test_synth_check_data_run_all_trials(tmp_path, capsys):
     assert "72 published" in out
     args = ["run", "--method", "baseline", "--dataset", "caviar", "--data-root", root,
             "--profile", "smoke", "--out", str(tmp_path / "res"), "--no-progress",
-            "--set", "data.caviar.trials=2", "--set", "model.weights=none", "--all-trials"]
+            "--set", "data.caviar.trials=2", "--set", "model.weights=none", "--all-trials",
+            "--set", "train.epochs=1", "--set", "train.iters_per_epoch=1"]
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "mean ± std over 2 trials" in out
@@ -113,7 +114,8 @@ def test_check_data_missing_folder_is_one_line(tmp_path, capsys):
 def test_suite_runs_and_resumes(tmp_path, capsys):
     suite = tmp_path / "s.yaml"
     suite.write_text("profile: smoke\nmethods: [baseline]\ndatasets: [caviar, synthetic]\n"
-                     "seeds: [0]\ntrials: [0]\nset: [model.weights=none]\n"
+                     "seeds: [0]\ntrials: [0]\n"
+                     "set: [model.weights=none, train.epochs=1, train.iters_per_epoch=1]\n"
                      "synth: {ids: 16, seed: 0}\n")
     args = ["suite", str(suite), "--data-root", str(tmp_path / "data"), "--out",
             str(tmp_path / "res"), "--no-progress"]

@@ -97,7 +97,7 @@ def test_psnr_ssim_known_values():
 
 
 def test_sr_bicubic_trains_on_hr_only_and_records_quality(tmp_path):
-    cfg = load_config("smoke", ["model.weights=none"])
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=2"])
     prep = prepare_data("synthetic", cfg, None, progress=False)
     prep.keep_training(~prep.is_lr[prep.train])
     assert not prep.is_lr[prep.train].any() and prep.labels.max() + 1 == len(set(prep.labels))

@@ -28,7 +28,7 @@ def _model(cfg, prep):
 
 
 def test_resume_matches_uninterrupted(tmp_path, monkeypatch):
-    cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=2"])
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=1"])
     prep = prepare_data("synthetic", cfg, None, progress=False)
     cpu = torch.device("cpu")
     full = _model(cfg, prep)
@@ -61,7 +61,7 @@ def test_resume_matches_uninterrupted(tmp_path, monkeypatch):
 
 
 def test_hr_control_uses_undownsampled_queries(tmp_path):
-    cfg = load_config("smoke", ["model.weights=none", "eval.query_resolution=hr"])
+    cfg = load_config("smoke", ["model.weights=none", "eval.query_resolution=hr", "train.epochs=1", "train.iters_per_epoch=1"])
     prep = prepare_data("synthetic", cfg, None, progress=False)
     assert all(prep.samples[i].rate == 1 and not prep.samples[i].is_lr for i in prep.query)
     rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
@@ -80,7 +80,7 @@ def test_records_are_atomic_and_checked(tmp_path):
 
 
 def test_control_in_the_same_run(tmp_path):
-    cfg = load_config("smoke", ["model.weights=none"])
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
     prep = prepare_data("synthetic", cfg, None, progress=False)
     assert prep.query_hr is not None and len(prep.query_hr) == len(prep.query)
     for lr_i, hr_i in zip(prep.query, prep.query_hr):
