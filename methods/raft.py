@@ -64,25 +64,36 @@ class IMDBlock(nn.Module):
         return self.fuse(self.attention(y)) + x
 
 
+class IMDNBody(nn.Module):
+    """IMDN's trunk at C channels: B blocks in sequence, concat of their outputs, 1x1 conv +
+    LeakyReLU, 3x3 conv, plus a residual from the input. (B, C, H, W) -> (B, C, H, W).
+    RAFT runs it on features, the IMDN SR baseline on pixels."""
+
+    def __init__(self, width: int, blocks: int, attention: str = "gap", slope: float = 0.05):
+        super().__init__()
+        if blocks < 1:
+            raise ValueError(f"an IMDN body needs at least one block; got {blocks}")
+        self.blocks = nn.ModuleList(IMDBlock(width, attention, slope) for _ in range(blocks))
+        self.fuse = nn.Sequential(nn.Conv2d(width * blocks, width, 1), nn.LeakyReLU(slope))
+        self.smooth = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, h0: torch.Tensor) -> torch.Tensor:
+        h, outs = h0, []
+        for block in self.blocks:
+            h = block(h)
+            outs.append(h)
+        return self.smooth(self.fuse(torch.cat(outs, dim=1))) + h0
+
+
 class RAFT(nn.Module):
     """T: (B, in_channels, h, w) -> same shape. ``width`` C and ``blocks`` B are config."""
 
     def __init__(self, in_channels: int, width: int = 64, blocks: int = 6,
                  attention: str = "gap", slope: float = 0.05):
         super().__init__()
-        if blocks < 1:
-            raise ValueError(f"RAFT needs at least one block; got {blocks}")
         self.reduce = nn.Conv2d(in_channels, width, 1)
-        self.blocks = nn.ModuleList(IMDBlock(width, attention, slope) for _ in range(blocks))
-        self.fuse = nn.Sequential(nn.Conv2d(width * blocks, width, 1), nn.LeakyReLU(slope))
-        self.smooth = nn.Conv2d(width, width, 3, padding=1)
+        self.body = IMDNBody(width, blocks, attention, slope)
         self.expand = nn.Conv2d(width, in_channels, 1)
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
-        h0 = self.reduce(f)
-        h, outs = h0, []
-        for block in self.blocks:
-            h = block(h)
-            outs.append(h)
-        body = self.smooth(self.fuse(torch.cat(outs, dim=1))) + h0
-        return f + self.expand(body)
+        return f + self.expand(self.body(self.reduce(f)))

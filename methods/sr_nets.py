@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from methods.raft import IMDBlock
+from methods.raft import IMDNBody
 
 
 def zero_init(conv: nn.Conv2d) -> None:
@@ -36,19 +36,12 @@ class IMDNSR(nn.Module):
                  slope: float = 0.05):
         super().__init__()
         self.head = nn.Conv2d(3, width, 3, padding=1)
-        self.blocks = nn.ModuleList(IMDBlock(width, attention, slope) for _ in range(blocks))
-        self.fuse = nn.Sequential(nn.Conv2d(width * blocks, width, 1), nn.LeakyReLU(slope))
-        self.smooth = nn.Conv2d(width, width, 3, padding=1)
+        self.body = IMDNBody(width, blocks, attention, slope)
         self.tail = nn.Conv2d(width, 3, 3, padding=1)
         zero_init(self.tail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h0 = self.head(x)
-        h, outs = h0, []
-        for block in self.blocks:
-            h = block(h)
-            outs.append(h)
-        return x + self.tail(self.smooth(self.fuse(torch.cat(outs, dim=1))) + h0)
+        return x + self.tail(self.body(self.head(x)))
 
 
 class ESPCNSR(nn.Module):

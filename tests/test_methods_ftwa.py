@@ -75,6 +75,8 @@ def test_raft_is_light_and_shape_preserving():
     assert count_params(raft) < 0.05 * backbone
     f = torch.randn(2, 2048, 16, 8)
     assert raft(f).shape == f.shape
+    with pytest.raises(ValueError, match="at least one block"):
+        RAFT(512, width=32, blocks=0)
     small = RAFT(512, width=32, blocks=2)
     assert small(torch.randn(1, 512, 4, 2)).shape == (1, 512, 4, 2)
 

@@ -61,7 +61,8 @@ def test_resume_matches_uninterrupted(tmp_path, monkeypatch):
 
 
 def test_hr_control_uses_undownsampled_queries(tmp_path):
-    cfg = load_config("smoke", ["model.weights=none", "eval.query_resolution=hr", "train.epochs=1", "train.iters_per_epoch=1"])
+    cfg = load_config("smoke", ["model.weights=none", "eval.query_resolution=hr",
+                                "train.epochs=1", "train.iters_per_epoch=1"])
     prep = prepare_data("synthetic", cfg, None, progress=False)
     assert all(prep.samples[i].rate == 1 and not prep.samples[i].is_lr for i in prep.query)
     rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
