@@ -288,6 +288,23 @@ def print_summary(record: dict) -> None:
 
 
 # -- parser --------------------------------------------------------------------------------------
+def _add_data_root(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", default=default_data_root(),
+                   help="folder holding the datasets in their official layouts "
+                   "(default: $MLRBENCH_DATA or ./data)")
+
+
+def _add_profile_set(p: argparse.ArgumentParser, what: str = "config profile") -> None:
+    p.add_argument("--profile", default="cpu", help=f"{what}: paper, cpu, smoke (default: cpu)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key, e.g. train.epochs=5 or "
+                   "eval.query_resolution=hr (repeatable; type-checked)")
+
+
+def _add_device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m benchmark",
@@ -312,17 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--method", required=True, help="method name (see `list`)")
     p.add_argument("--dataset", required=True, help="dataset name (see `list`)")
-    p.add_argument("--data-root", default=default_data_root(),
-                   help="folder holding the datasets in their official layouts "
-                   "(default: $MLRBENCH_DATA or ./data)")
-    p.add_argument("--profile", default="cpu", help="config profile: paper, cpu, smoke "
-                   "(default: cpu)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. train.epochs=5 or "
-                   "eval.query_resolution=hr (repeatable; type-checked)")
+    _add_data_root(p)
+    _add_profile_set(p)
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     p.add_argument("--out", default="results", help="results folder (default: results/)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    _add_device(p)
     p.add_argument("--all-trials", action="store_true",
                    help="run every trial of a multi-trial protocol (one record each) and "
                    "print mean ± std; otherwise --set data.trial=K picks one (default 0)")
@@ -340,11 +351,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: python -m benchmark profile --method ftwa --profile paper "
         "--device cpu --batch-size 8")
     p.add_argument("--method", required=True, help="method name, or all")
-    p.add_argument("--profile", default="cpu", help="config profile: its input size and "
-                   "backbone are measured (default: cpu)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    _add_profile_set(p, "config profile whose input size and backbone are measured")
+    _add_device(p)
     p.add_argument("--batch-size", type=int, default=8, help="images per step (default: 8; "
                    "halved and retried on CUDA out-of-memory)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")
@@ -364,10 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-root results/bench/data --out results/bench/grid")
     p.add_argument("file", help="suite YAML (methods, datasets, seeds, trials, profile, set, "
                    "synth)")
-    p.add_argument("--data-root", default=default_data_root(),
-                   help="default: $MLRBENCH_DATA or ./data")
+    _add_data_root(p)
     p.add_argument("--out", default="results", help="results folder (default: results/)")
-    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    _add_device(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_suite)
 
@@ -411,11 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
         "published ones, and print the train / query / gallery split of every trial.")
     p.add_argument("--dataset", required=True, help="mlr-market1501, mlr-cuhk03, mlr-viper, "
                    "caviar or synthetic")
-    p.add_argument("--data-root", default=default_data_root(),
-                   help="default: $MLRBENCH_DATA or ./data")
-    p.add_argument("--profile", default="cpu", help="config profile (default: cpu)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. data.cuhk03.images=detected")
+    _add_data_root(p)
+    _add_profile_set(p)
     p.add_argument("--decode", action="store_true", help="also decode every image")
     p.set_defaults(func=cmd_check_data)
 
