@@ -123,6 +123,10 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
                 figures.append(Figure(f"Rank-1 per down-sampling rate, {dataset} ({profile})",
                                       f"rate__{profile}__{dataset}.png",
                                       plots.rank1_by_rate(g, f"rank-1 per rate r, {dataset}")))
+        for _, r in fr[fr["strip"].notna()].sort_values(["dataset", "method"]).iterrows():
+            figures.append(Figure(
+                f"{r['method']} on {r['dataset']} (seed {r['seed']}): LR input, bicubic, "
+                f"learned SR, HR", f"sr__{r['run_id']}.png", Path(r["strip"]).read_bytes()))
         speed = cost[cost.profile == profile] if not cost.empty else cost
         if not speed.empty:
             best = speed.groupby("method")["query img/s"].median()

@@ -97,8 +97,15 @@ def runs_frame(store: Store) -> pd.DataFrame:
             "config_hash": r["config_hash"], "device": r["environment"]["device_name"],
             "weights": r["model"]["weights_origin"], "path": r["_path"],
             "cmc": m["cmc"], "by_rate": m.get("by_rate", {}), "sr": r.get("sr"),
+            "strip": _strip(r["_path"]),
         })
     return pd.DataFrame(rows)
+
+
+def _strip(record_path: str) -> str | None:
+    """The SR picture strip saved next to a run record (``<record>.sr.png``), if any."""
+    path = Path(record_path).with_suffix(".sr.png")
+    return str(path) if path.is_file() else None
 
 
 def _agg(group: pd.DataFrame, key: str) -> dict[str, float]:

@@ -148,3 +148,13 @@ def test_report_cli(results, tmp_path, capsys):
     (results / "x.json").write_text("[]")
     assert main(["report", "--results", str(results), "--out", str(out)]) == 2
     assert "x.json" in capsys.readouterr().err
+
+
+def test_sr_strip_next_to_a_record_is_shown(results, tmp_path):
+    rec = next(results.glob("ftwa__caviar*.json"))
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 16
+    rec.with_suffix(".sr.png").write_bytes(png)
+    ctx = render(results, tmp_path / "out")
+    strips = [f for s in ctx["sections"] for f in s["figures"] if f.file.startswith("sr__")]
+    assert len(strips) == 1 and strips[0].png == png
+    assert strips[0].file in (tmp_path / "out" / "report.md").read_text()
