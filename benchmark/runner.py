@@ -305,7 +305,7 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
                            "pixels, torchmetrics, mean over images",
             "strip": str(sr_strip(method, prep, device, out_dir / f"{rid}.sr.png")),
         }
-    info = {k: v for k, v in prep.data.info.items()}
+    info = dict(prep.data.info)
     record = {
         "schema": SCHEMA,
         "run_id": rid,
