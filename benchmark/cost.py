@@ -60,14 +60,16 @@ def count_macs(fn: Callable[[], Any]) -> int:
     return counter.get_total_flops() // 2
 
 
-def _inputs(batch: int, size: tuple[int, int], device: torch.device, channels_last: bool,
-            seed: int = 0) -> torch.Tensor:
+def random_images(batch: int, size: tuple[int, int], device: torch.device,
+                  channels_last: bool = False, seed: int = 0) -> torch.Tensor:
+    """A seeded (batch, 3, H, W) input; what the timings run on."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 3, *size, generator=g).to(device)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _train_batch(method: Method, batch: int, k: int, x: torch.Tensor) -> Batch:
+def training_batch(method: Method, batch: int, k: int, x: torch.Tensor) -> Batch:
+    """``x`` labelled as a P x K batch, with the sampler's LR / HR split where the method mixes."""
     labels = torch.arange(batch, device=x.device) // k
     # what the P x K sampler gives: K/2 LR and K/2 HR per identity where the method mixes
     is_lr = (torch.arange(batch, device=x.device) % k) >= (k - k // 2)
@@ -95,7 +97,7 @@ def _measure(method: Method, cfg: dict[str, Any], device: torch.device, batch: i
     out: dict[str, Any] = {}
     method.eval()
     for path, lr in (("query", True), ("gallery", False)):
-        x = _inputs(batch, size, device, channels_last)
+        x = random_images(batch, size, device, channels_last)
         flags = torch.full((batch,), lr, dtype=torch.bool, device=device)
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
@@ -109,8 +111,8 @@ def _measure(method: Method, cfg: dict[str, Any], device: torch.device, batch: i
     method.train()
     optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-5)
     k = int(cfg["train"]["num_instances"])
-    train_batch = _train_batch(method, batch - batch % k or k, k,
-                               _inputs(batch - batch % k or k, size, device, channels_last))
+    train_batch = training_batch(method, batch - batch % k or k, k,
+                               random_images(batch - batch % k or k, size, device, channels_last))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
@@ -148,7 +150,7 @@ def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
     macs = {}
     with torch.no_grad():
         for path, lr in (("query", True), ("gallery", False)):
-            x = _inputs(1, size, torch.device("cpu"), False).to(device)
+            x = random_images(1, size, torch.device("cpu"), False).to(device)
             macs[path] = count_macs(lambda x=x, lr=lr: method.embed(
                 x, torch.tensor([lr], device=device)))
     attempts, batch = [], batch_size

@@ -1,4 +1,4 @@
-"""Ranking metrics for ReID: CMC, mAP and mINP with torchreid's semantics, vectorised.
+"""Ranking metrics for ReID: CMC, mAP and mINP with torchreid's semantics, compiled.
 
 For each query, gallery entries with the same pid AND the same camera are removed; a query left
 with no correct match is skipped (and counted). Ranking is by ascending distance with ties in
@@ -7,10 +7,9 @@ match on, averaged over valid queries; a gallery shorter than ``max_rank`` is pa
 last value. AP is the mean of the precision at each correct match; mINP is the mean of
 (number of correct matches) / (rank of the last correct match), as in fast-reid.
 
-No gallery row is sorted: a query's rank of a correct match is the number of kept gallery
-entries ordered before it, counted with one vectorised comparison per correct match against
-int64 keys that order entries by (distance, gallery index). Queries have few correct matches, so
-this costs a few passes over the row instead of a sort.
+No gallery row is sorted: each query's few correct matches are sorted and each one's rank is
+the number of kept entries ordered before it, counted by a compiled kernel
+(``benchmark/rank_kernel.py``, numba) over blocks of queries on threads.
 """
 
 from __future__ import annotations
@@ -54,91 +53,16 @@ def _as_numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
-_INT64_MAX = np.iinfo(np.int64).max
-# Rows per block: a block's working arrays stay in cache across the per-threshold passes.
-_BLOCK_ELEMENTS = 1 << 16
-
-
-def _order_keys(d32: np.ndarray) -> np.ndarray:
-    """(n, G) float32 -> int64 keys whose order is (distance, gallery index): a strict total order
-    equal to a stable sort's. The float's bits are made order-preserving as an int32."""
-    bits = (d32 + np.float32(0)).view(np.int32)  # -0.0 becomes +0.0 first
-    bits = np.where(bits < 0, bits ^ np.int32(0x7FFFFFFF), bits)
-    num_g = d32.shape[1]
-    return bits.astype(np.int64) * num_g + np.arange(num_g, dtype=np.int64)
-
-
-def _block_ranks(d: np.ndarray, hits: np.ndarray, removed: np.ndarray, counts: np.ndarray,
-                 exact_f32: bool) -> np.ndarray:
-    """0-based rank of every correct match among the kept gallery entries, ascending per row.
-
-    No row is sorted: each query's few correct matches are sorted, and for each of them the kept
-    entries that come before it are counted (one vectorised comparison per match). Returns
-    (n, max_m); entries past a row's match count are undefined.
-    """
-    n, num_g = d.shape
-    max_m = int(counts.max())
-    rows, cols = np.nonzero(hits)  # row-major: gallery indices ascending within a row
-    pos = np.arange(len(rows)) - np.repeat(np.cumsum(counts) - counts, counts)
-    ranks = np.empty((n, max_m), dtype=np.int64)
-    if exact_f32:
-        keys = _order_keys(d.astype(np.float32, copy=False))
-        thr = np.full((n, max_m), _INT64_MAX, dtype=np.int64)
-        thr[rows, pos] = keys[rows, cols]
-        thr.sort(axis=1)
-        keys[removed] = _INT64_MAX  # removed entries come after every match
-        # rows in descending match count: pass i needs only the prefix of rows with > i matches
-        by_count = np.argsort(-counts, kind="stable")
-        keys, thr = keys[by_count], thr[by_count]
-        active = np.count_nonzero(counts[:, None] > np.arange(max_m)[None, :], axis=0)
-        sorted_ranks = np.empty_like(ranks)
-        for i in range(max_m):
-            k = active[i]
-            sorted_ranks[:k, i] = np.count_nonzero(keys[:k] < thr[:k, i, None], axis=1)
-        ranks[by_count] = sorted_ranks
-        return ranks
-    # any other distances: compare values, then break ties by gallery index
-    thr = np.full((n, max_m), np.inf, dtype=d.dtype)
-    idx = np.full((n, max_m), num_g, dtype=np.int64)
-    thr[rows, pos], idx[rows, pos] = d[rows, cols], cols
-    order = np.argsort(thr, axis=1, kind="stable")  # gallery order among equal distances
-    thr, idx = np.take_along_axis(thr, order, axis=1), np.take_along_axis(idx, order, axis=1)
-    kept = np.where(removed, np.inf, d)
-    gallery_index = np.arange(num_g)
-    for i in range(max_m):
-        t, j = thr[:, i, None], idx[:, i, None]
-        ranks[:, i] = (np.count_nonzero(kept < t, axis=1)
-                       + np.count_nonzero((kept == t) & (gallery_index < j), axis=1))
-    return ranks
-
-
-def _block_stats(d: np.ndarray, q_pids: np.ndarray, q_cams: np.ndarray, g_pids: np.ndarray,
-                 g_cams: np.ndarray, exact_f32: bool, max_rank: int
-                 ) -> tuple[np.ndarray, float, float, int]:
-    """(first-match histogram, sum of AP, sum of INP, valid queries) for a block of queries."""
-    same_pid = g_pids[None, :] == q_pids[:, None]
-    same_cam = g_cams[None, :] == q_cams[:, None]
-    hits = same_pid & ~same_cam
-    counts = np.count_nonzero(hits, axis=1)
-    valid = counts > 0
-    hist = np.zeros(max_rank + 1, dtype=np.int64)
-    if not valid.any():
-        return hist, 0.0, 0.0, 0
-    removed = (same_pid & same_cam)[valid]
-    hits, counts = hits[valid], counts[valid]
-    ranks = _block_ranks(d[valid], hits, removed, counts, exact_f32)
-    width = ranks.shape[1]
-    in_row = np.arange(width)[None, :] < counts[:, None]
-    precision = np.where(in_row, (np.arange(width) + 1) / (ranks + 1.0), 0.0)
-    ap = float((precision.sum(axis=1) / counts).sum())
-    last = ranks[np.arange(len(counts)), counts - 1]
-    inp = float((counts / (last + 1.0)).sum())
-    hist += np.bincount(np.minimum(ranks[:, 0], max_rank), minlength=max_rank + 1)
-    return hist, ap, inp, int(valid.sum())
+# Queries per task handed to a thread; the kernel releases the GIL.
+_BLOCK_QUERIES = 64
+# Up to this many correct matches a query is ranked by one counting pass per match, above it by
+# one bucketing pass (binary search over the matches): O(G m) vs O(G log m) with a larger constant.
+LINEAR_MAX_MATCHES = 32
 
 
 def rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50,
-                 workers: int | None = None) -> RankResult:
+                 workers: int | None = None,
+                 linear_max_matches: int = LINEAR_MAX_MATCHES) -> RankResult:
     """CMC (length ``max_rank``), mAP and mINP of a (num_query, num_gallery) distance matrix.
 
     Args:
@@ -146,13 +70,19 @@ def rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
         q_pids, g_pids, q_camids, g_camids: integer ids of length Q and G.
         max_rank: length of the returned CMC curve.
         workers: threads over blocks of queries (default: the CPU count, at most 8).
+        linear_max_matches: queries with at most this many correct matches are ranked by one
+            counting pass per match, others by one bucketing pass (same numbers either way).
 
-    Vectorised over blocks of queries (no loop over queries); memory is bounded by the block
-    size, whatever the gallery size.
+    A compiled kernel (``benchmark.rank_kernel``) ranks each query's correct matches without
+    sorting its gallery row; memory beyond the distance matrix is O(Q + G).
     """
+    from benchmark.rank_kernel import NO_MATCH, NON_FINITE, query_stats  # numba: import on use
+
     dist = _as_numpy(distmat)
     if not np.issubdtype(dist.dtype, np.floating):
         dist = dist.astype(np.float64)
+    elif dist.dtype.itemsize < 4:
+        dist = dist.astype(np.float32)  # exact: every float16 is a float32
     q_pids, g_pids = _as_numpy(q_pids).astype(np.int64), _as_numpy(g_pids).astype(np.int64)
     q_cams, g_cams = _as_numpy(q_camids).astype(np.int64), _as_numpy(g_camids).astype(np.int64)
     if dist.ndim != 2 or dist.shape != (len(q_pids), len(g_pids)):
@@ -164,33 +94,38 @@ def rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
         raise ValueError("camera id arrays must have the same lengths as the pid arrays")
     if max_rank < 1:
         raise ValueError(f"max_rank must be >= 1; got {max_rank}")
-    if not np.isfinite(dist).all():
-        raise ValueError("distmat holds NaN or infinite distances")
-    num_q, num_g = dist.shape
-    # float32 keys are exact when every distance is a float32 value (float64 ones are checked)
-    exact_f32 = dist.dtype.itemsize <= 4 or bool(
-        (dist.astype(np.float32).astype(dist.dtype) == dist).all())
-    block = max(1, _BLOCK_ELEMENTS // max(num_g, 1))
-    starts = range(0, num_q, block)
+    num_q = len(q_pids)
+    # gallery indices grouped by pid (ascending within a pid) and each query's slice of them
+    order = np.argsort(g_pids, kind="stable")
+    sorted_pids = g_pids[order]
+    starts = np.searchsorted(sorted_pids, q_pids, side="left")
+    stops = np.searchsorted(sorted_pids, q_pids, side="right")
+    first = np.empty(num_q, dtype=np.int64)
+    ap, inp = np.zeros(num_q), np.zeros(num_q)
 
-    def one(start: int):
-        stop = min(num_q, start + block)
-        return _block_stats(np.ascontiguousarray(dist[start:stop]), q_pids[start:stop],
-                            q_cams[start:stop], g_pids, g_cams, exact_f32, max_rank)
+    def one(start: int) -> None:
+        s = slice(start, min(num_q, start + _BLOCK_QUERIES))
+        query_stats(np.ascontiguousarray(dist[s]), q_cams[s], g_cams, order, starts[s],
+                    stops[s], linear_max_matches, first[s], ap[s], inp[s])
 
+    starts_of_blocks = range(0, num_q, _BLOCK_QUERIES)
     workers = workers or min(8, os.cpu_count() or 1)
-    if workers > 1 and len(starts) > 1:
+    if workers > 1 and len(starts_of_blocks) > 1:
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(one, starts))
+            list(pool.map(one, starts_of_blocks))
     else:
-        parts = [one(s) for s in starts]
-    hist = np.sum([p[0] for p in parts], axis=0)
-    num_valid = sum(p[3] for p in parts)
+        for start in starts_of_blocks:
+            one(start)
+    if (first == NON_FINITE).any():
+        raise ValueError("distmat holds NaN or infinite distances")
+    valid = first != NO_MATCH
+    num_valid = int(valid.sum())
     if num_valid == 0:
         raise ValueError("no query has a correct match in the gallery (after same-camera removal)")
+    hist = np.bincount(np.minimum(first[valid], max_rank), minlength=max_rank + 1)
     cmc = np.cumsum(hist[:max_rank]) / num_valid
-    return RankResult(cmc=cmc, mAP=sum(p[1] for p in parts) / num_valid,
-                      mINP=sum(p[2] for p in parts) / num_valid, num_valid=num_valid,
+    return RankResult(cmc=cmc, mAP=float(ap[valid].sum() / num_valid),
+                      mINP=float(inp[valid].sum() / num_valid), num_valid=num_valid,
                       num_skipped=num_q - num_valid)
 
 

@@ -77,8 +77,13 @@ def test_shape_mismatch_raises():
         rank_metrics(np.zeros((2, 3)), [1], [1, 2, 3], [0], [1, 1, 1])
 
 
+# 0: every query takes the bucketing pass; 10**9: every query the per-match counting passes
+BOTH_PATHS = pytest.mark.parametrize("linear_max", [0, 10**9])
+
+
+@BOTH_PATHS
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matches_slow_reference(seed, monkeypatch):
+def test_matches_slow_reference(seed, linear_max, monkeypatch):
     rng = np.random.default_rng(seed)
     q, g = 37, 83
     q_pids, g_pids = rng.integers(0, 12, q), rng.integers(0, 12, g)
@@ -86,8 +91,9 @@ def test_matches_slow_reference(seed, monkeypatch):
     dist = rng.integers(0, 20, (q, g)).astype(float)  # many ties on purpose
     import benchmark.metrics as m
 
-    monkeypatch.setattr(m, "_BLOCK_ELEMENTS", 200)  # several chunks
-    fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20)
+    monkeypatch.setattr(m, "_BLOCK_QUERIES", 5)  # several blocks on threads
+    fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20,
+                        linear_max_matches=linear_max)
     cmc, ap, inp, n = slow_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, 20)
     np.testing.assert_allclose(fast.cmc, cmc)
     assert fast.mAP == pytest.approx(ap)
@@ -95,8 +101,9 @@ def test_matches_slow_reference(seed, monkeypatch):
     assert fast.num_valid == n and fast.num_skipped == q - n
 
 
+@BOTH_PATHS
 @pytest.mark.parametrize("seed, ties", [(0, False), (1, True), (2, True), (3, False)])
-def test_matches_per_query_reference(seed, ties, monkeypatch):
+def test_matches_per_query_reference(seed, ties, linear_max, monkeypatch):
     """Market-like structure (many images per id, several cameras, distractor id 0)."""
     rng = np.random.default_rng(seed)
     q, g = 60, 400
@@ -107,37 +114,76 @@ def test_matches_per_query_reference(seed, ties, monkeypatch):
         dist = np.round(dist * 8) / 8
     import benchmark.metrics as m
 
-    monkeypatch.setattr(m, "_BLOCK_ELEMENTS", 4000)
-    fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=50)
+    monkeypatch.setattr(m, "_BLOCK_QUERIES", 7)
+    fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=50,
+                        linear_max_matches=linear_max)
     cmc, ap, inp, n = per_query_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, 50)
     np.testing.assert_allclose(fast.cmc, cmc)
     assert fast.mAP == pytest.approx(ap) and fast.mINP == pytest.approx(inp)
     assert fast.num_valid == n
 
 
-def test_general_path_for_distances_float32_cannot_hold(monkeypatch):
-    """float64 distances that float32 would round take the value-and-index comparison path."""
+@BOTH_PATHS
+def test_float64_distances_float32_would_round(linear_max):
+    """Distances are compared in their own precision: float64 values that float32 would merge
+    keep their order, and exact ties between neighbours keep gallery order."""
     rng = np.random.default_rng(5)
     q, g = 30, 200
     q_pids, g_pids = rng.integers(0, 10, q), rng.integers(0, 10, g)
     q_cams, g_cams = rng.integers(0, 3, q), rng.integers(0, 3, g)
     dist = rng.random((q, g)) / 3.0  # not float32-representable
     dist[:, 1::2] = dist[:, 0::2]  # exact ties between neighbours
+    dist[:, 2::4] = np.nextafter(dist[:, 0::4], 1.0)  # one ulp apart: equal in float32
     assert not (dist.astype(np.float32).astype(np.float64) == dist).all()
-    import benchmark.metrics as m
-
-    monkeypatch.setattr(m, "_BLOCK_ELEMENTS", 1000)
-    fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20)
+    fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20,
+                        linear_max_matches=linear_max)
     cmc, ap, inp, n = slow_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, 20)
     np.testing.assert_allclose(fast.cmc, cmc)
     assert fast.mAP == pytest.approx(ap) and fast.mINP == pytest.approx(inp)
-    one_thread = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20, workers=1)
+    one_thread = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20, workers=1,
+                              linear_max_matches=linear_max)
     assert one_thread.mAP == fast.mAP
 
 
-def test_non_finite_distances_raise():
+def test_many_matches_per_query_take_the_bucketing_pass():
+    """More correct matches than LINEAR_MAX_MATCHES (few ids, long gallery) with the default."""
+    from benchmark.metrics import LINEAR_MAX_MATCHES
+
+    rng = np.random.default_rng(9)
+    q, g = 12, 900
+    q_pids, g_pids = rng.integers(0, 3, q), rng.integers(0, 3, g)
+    q_cams, g_cams = rng.integers(0, 2, q), rng.integers(0, 2, g)
+    dist = np.round(rng.random((q, g)), 2).astype(np.float32)  # ties too
+    hits = (g_pids[None] == q_pids[:, None]) & (g_cams[None] != q_cams[:, None])
+    assert hits.sum(axis=1).min() > LINEAR_MAX_MATCHES
+    fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams)
+    cmc, ap, inp, n = per_query_rank_metrics(dist, q_pids, g_pids, q_cams, g_cams)
+    np.testing.assert_allclose(fast.cmc, cmc)
+    assert fast.mAP == pytest.approx(ap) and fast.mINP == pytest.approx(inp)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.int32])
+def test_half_and_integer_distances(dtype):
+    rng = np.random.default_rng(2)
+    q_pids, g_pids = rng.integers(0, 5, 20), rng.integers(0, 5, 60)
+    q_cams, g_cams = rng.integers(0, 2, 20), rng.integers(0, 2, 60)
+    dist = rng.integers(0, 30, (20, 60)).astype(dtype)
+    fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=10)
+    cmc, ap, inp, n = slow_rank_metrics(dist.astype(float), q_pids, g_pids, q_cams, g_cams, 10)
+    np.testing.assert_allclose(fast.cmc, cmc)
+    assert fast.mAP == pytest.approx(ap) and fast.mINP == pytest.approx(inp)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_distances_raise(bad):
     with pytest.raises(ValueError, match="NaN or infinite"):
-        rank_metrics(np.array([[np.nan, 0.1]]), [1], [1, 2], [0], [1, 1])
+        rank_metrics(np.array([[bad, 0.1]]), [1], [1, 2], [0], [1, 1])
+    dist = np.zeros((200, 5), dtype=np.float32)
+    dist[150, 4] = bad  # in a later block, in a query with no correct match
+    q_pids = np.zeros(200)
+    q_pids[150] = 9
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        rank_metrics(dist, q_pids, [0, 0, 1, 1, 2], np.zeros(200), [1, 1, 1, 1, 1])
 
 
 def test_accepts_torch_tensors():
