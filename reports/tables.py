@@ -19,6 +19,7 @@ import pandas as pd
 import yaml
 
 from benchmark.errors import UserError
+from datasets.protocols import GENERATED_MARKER
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,16 @@ class Store:
 def load_store(folder: str | Path, skip_bad: bool = False) -> Store:
     """Read every ``*.json`` under ``folder`` (recursively). A file that is not JSON or not an
     mlr-bench record raises UserError naming it, or is skipped with a warning under ``skip_bad``.
-    pytest-benchmark's JSON (``*pytest-benchmark*.json``) is not a record and is ignored."""
+    pytest-benchmark's JSON (``*pytest-benchmark*.json``) and the marker ``synth`` leaves in a
+    generated dataset folder are not records and are ignored (``tox -e bench`` writes its
+    stand-in datasets under the results folder it reports on)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"results folder {folder} does not exist")
     store = Store()
     for path in sorted(folder.rglob("*.json")):
-        if "pytest-benchmark" in path.name or ".checkpoints" in path.parts:
+        if ("pytest-benchmark" in path.name or path.name == GENERATED_MARKER
+                or ".checkpoints" in path.parts):
             continue
         try:
             data = json.loads(path.read_text())

@@ -117,6 +117,16 @@ def test_corrupt_and_foreign_files(results, tmp_path):
     assert len(ctx["skipped"]) == 1 and ctx["num_runs"] == 8
 
 
+def test_generated_dataset_folder_inside_results_is_not_a_record(results):
+    """tox -e bench writes its synth stand-ins under the results folder it reports on."""
+    from datasets.synth import write_like
+
+    write_like("viper", results / "data", ids=4)
+    assert (results / "data" / "viper" / "MLRBENCH_GENERATED.json").exists()
+    ctx = build(results)
+    assert ctx["num_runs"] == 8 and ctx["skipped"] == []
+
+
 def test_empty_results_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     ctx = render(tmp_path / "empty", tmp_path / "out")
