@@ -212,7 +212,10 @@ def print_profile(rec: dict, path) -> None:
     t = rec["throughput"]
     print("  images/s, median [p25-p75]: " + " | ".join(
         f"{k} {t[k]['images_per_s']:.1f} [{t[k]['p25']:.1f}-{t[k]['p75']:.1f}]"
-        for k in ("query", "gallery", "train")))
+        for k in ("query", "gallery", "train"))
+        + f" ({rec['repeats']} timed steps after "
+        + "/".join(str(t[k]["warmup_steps"]) for k in ("query", "gallery", "train"))
+        + " warm-up steps)")
     mem = t["train"]["peak_memory"]
     print(f"  peak memory (train): {mem['bytes'] / 2**20:.0f} MiB ({mem['kind']})")
     print(f"  record: {path}")
@@ -359,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout")
     p.add_argument("--compile", action="store_true", help="torch.compile the steps")
     p.add_argument("--repeats", type=int, default=5, help="timed steps (default: 5)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default: 2)")
+    p.add_argument("--warmup", type=int, default=2,
+                   help="untimed steps first: at least this many, then more until 3 in a row "
+                   "agree within 15%% (at most 20 more; 0: none). Default: 2")
     p.add_argument("--out", default="results/profile", help="folder for the JSON records")
     p.set_defaults(func=cmd_profile)
 

@@ -30,19 +30,45 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+SETTLE_WINDOW = 3  # warm-up ends when this many consecutive steps agree ...
+SETTLE_SPREAD = 1.15  # ... within this ratio (slowest / fastest)
+SETTLE_MAX_EXTRA = 20  # at most this many warm-up steps beyond --warmup
+SETTLE_MAX_S = 60.0  # and at most this long beyond --warmup
+
+
 def time_steps(step: Callable[[], Any], device: torch.device, repeats: int, warmup: int
-               ) -> list[float]:
-    """Seconds of each of ``repeats`` calls of ``step`` after ``warmup`` untimed ones."""
-    for _ in range(warmup):
+               ) -> tuple[list[float], int]:
+    """Seconds of each of ``repeats`` calls of ``step`` after untimed warm-up calls, and the
+    number of warm-up calls made.
+
+    Warm-up is at least ``warmup`` calls and goes on until the last SETTLE_WINDOW calls agree
+    within SETTLE_SPREAD (bounded by SETTLE_MAX_EXTRA calls and SETTLE_MAX_S seconds): the first
+    large model in a process runs slower for several steps (allocator and kernel set-up), which
+    a fixed count of two did not cover. ``warmup=0`` times from the first call.
+    """
+    done, recent = 0, []
+    extra_start = None
+    while warmup > 0:
+        t0 = time.perf_counter()
         step()
-    _sync(device)
+        _sync(device)
+        recent = (recent + [time.perf_counter() - t0])[-SETTLE_WINDOW:]
+        done += 1
+        if done < warmup:
+            continue
+        if extra_start is None:
+            extra_start = time.perf_counter()
+        settled = len(recent) == SETTLE_WINDOW and max(recent) <= SETTLE_SPREAD * min(recent)
+        if (settled or done - warmup >= SETTLE_MAX_EXTRA
+                or time.perf_counter() - extra_start >= SETTLE_MAX_S):
+            break
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         step()
         _sync(device)
         times.append(time.perf_counter() - t0)
-    return times
+    return times, done
 
 
 def throughput(times: list[float], batch: int) -> dict[str, float]:
@@ -95,6 +121,25 @@ def _measure(method: Method, cfg: dict[str, Any], device: torch.device, batch: i
     embed = torch.compile(method.embed) if compiled else method.embed
     step_fn = torch.compile(method.training_step) if compiled else method.training_step
     out: dict[str, Any] = {}
+    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-5)
+    k = int(cfg["train"]["num_instances"])
+    train_batch = training_batch(method, batch - batch % k or k, k,
+                                 random_images(batch - batch % k or k, size, device,
+                                               channels_last))
+
+    def train_step():
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = step_fn(train_batch)["loss"]
+        loss.backward()
+        optimizer.step()
+
+    if warmup > 0:
+        # One untimed training step first: it brings the process (allocator, kernels) to the
+        # state the rest of a profile runs in. Without it the first method profiled in a process
+        # measured ~15 % slower inference than the same network profiled second.
+        method.train()
+        train_step()
     method.eval()
     for path, lr in (("query", True), ("gallery", False)):
         x = random_images(batch, size, device, channels_last)
@@ -106,25 +151,14 @@ def _measure(method: Method, cfg: dict[str, Any], device: torch.device, batch: i
             with torch.no_grad(), autocast:
                 return embed(x, flags)
 
-        out[path] = throughput(time_steps(infer, device, repeats, warmup), batch)
+        times, warmed = time_steps(infer, device, repeats, warmup)
+        out[path] = throughput(times, batch) | {"warmup_steps": warmed}
         out[path]["peak_memory"] = _peak_memory(device)
     method.train()
-    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-5)
-    k = int(cfg["train"]["num_instances"])
-    train_batch = training_batch(method, batch - batch % k or k, k,
-                               random_images(batch - batch % k or k, size, device, channels_last))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-
-    def train_step():
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
-            loss = step_fn(train_batch)["loss"]
-        loss.backward()
-        optimizer.step()
-
-    out["train"] = throughput(time_steps(train_step, device, repeats, warmup),
-                              len(train_batch.labels))
+    times, warmed = time_steps(train_step, device, repeats, warmup)
+    out["train"] = throughput(times, len(train_batch.labels)) | {"warmup_steps": warmed}
     out["train"]["peak_memory"] = _peak_memory(device)
     return out
 

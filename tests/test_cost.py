@@ -25,6 +25,43 @@ def test_throughput_statistics():
     assert t["step_s_median"] == 0.5
 
 
+class FakeClock:
+    """perf_counter that advances by the next scripted step time at each step call."""
+
+    def __init__(self, step_times):
+        self.now, self.times, self.calls = 0.0, list(step_times), 0
+
+    def perf_counter(self):
+        return self.now
+
+    def step(self):
+        self.now += self.times[min(self.calls, len(self.times) - 1)]
+        self.calls += 1
+
+
+@pytest.mark.parametrize("step_times, warmup, expected_warmup", [
+    ([1.0] * 10, 2, 3),  # steady from the start: the window of 3 is all it takes
+    ([5.0, 4.0, 3.0, 1.0, 1.05, 1.1, 1.0, 1.0], 2, 6),  # slow start: warms until 3 agree
+    ([5.0, 1.0, 1.0, 1.0, 1.0], 4, 4),  # already settled at the requested count
+    ([1.0, 3.0] * 40, 1, 21),  # never settles: stops 20 steps past --warmup
+    ([9.0, 1.0], 0, 0),  # 0: no warm-up at all
+])
+def test_warmup_runs_until_steps_settle(monkeypatch, step_times, warmup, expected_warmup):
+    clock = FakeClock(step_times)
+    monkeypatch.setattr(cost.time, "perf_counter", clock.perf_counter)
+    times, warmed = cost.time_steps(clock.step, torch.device("cpu"), repeats=2, warmup=warmup)
+    assert warmed == expected_warmup and clock.calls == warmed + 2
+    assert times == [pytest.approx(clock.times[min(i, len(clock.times) - 1)])
+                     for i in (warmed, warmed + 1)]
+
+
+def test_warmup_time_bound(monkeypatch):
+    clock = FakeClock([10.0, 30.0] * 10)  # 10 s / 30 s alternating: never settles
+    monkeypatch.setattr(cost.time, "perf_counter", clock.perf_counter)
+    _, warmed = cost.time_steps(clock.step, torch.device("cpu"), repeats=1, warmup=1)
+    assert warmed < 1 + cost.SETTLE_MAX_EXTRA  # stopped by SETTLE_MAX_S (60 s) first
+
+
 @pytest.fixture(scope="module")
 def records():
     cfg = load_config("smoke", ["model.weights=none"])
@@ -40,6 +77,7 @@ def test_profile_record(records):
     for path in ("query", "gallery", "train"):
         assert rec["throughput"][path]["images_per_s"] > 0
         assert rec["throughput"][path]["peak_memory"]["bytes"] > 0
+        assert rec["throughput"][path]["warmup_steps"] == 0
     assert rec["precision"] == "fp32" and rec["layout"] == "contiguous"
     assert cost.record_name(rec).startswith("profile__ftwa__smoke__cpu__fp32__contiguous__bs4")
 
