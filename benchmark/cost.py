@@ -123,9 +123,9 @@ def _measure(method: Method, cfg: dict[str, Any], device: torch.device, batch: i
     out: dict[str, Any] = {}
     optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-5)
     k = int(cfg["train"]["num_instances"])
-    train_batch = training_batch(method, batch - batch % k or k, k,
-                                 random_images(batch - batch % k or k, size, device,
-                                               channels_last))
+    train_size = batch - batch % k or k  # whole identities of K images
+    train_batch = training_batch(method, train_size, k,
+                                 random_images(train_size, size, device, channels_last))
 
     def train_step():
         optimizer.zero_grad(set_to_none=True)

@@ -72,22 +72,17 @@ def query_stats(dist, q_cams, g_cams, order, starts, stops, linear_max, first, a
             continue
         lo, hi = starts[i], stops[i]
         cam = q_cams[i]
+        cols = np.empty(hi - lo, np.int64)  # the correct matches: same pid, other camera
         m = 0
         for p in range(lo, hi):
             if g_cams[order[p]] != cam:
+                cols[m] = order[p]
                 m += 1
         if m == 0:
             first[i] = NO_MATCH
             continue
-        cols = np.empty(m, np.int64)
-        k = 0
-        for p in range(lo, hi):
-            if g_cams[order[p]] != cam:
-                cols[k] = order[p]
-                k += 1
-        values = np.empty(m, dist.dtype)
-        for k in range(m):
-            values[k] = row[cols[k]]
+        cols = cols[:m]
+        values = row[cols]
         by_value = np.argsort(values, kind="mergesort")  # stable: ties in gallery order
         t = values[by_value]
         tj = cols[by_value]
