@@ -47,9 +47,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     from datasets import DATASETS
     from methods import METHODS
 
+    if args.keys:
+        return print_keys(args.profile)
     sections = [
-        ("Methods", {n: c.description for n, c in sorted(METHODS.items())}),
-        ("Datasets", {n: s.description for n, s in sorted(DATASETS.items())}),
+        ("Methods", {n: c.description for n, c in METHODS.items()}),
+        ("Datasets", {n: s.description for n, s in DATASETS.items()}),
         ("Profiles", list_profiles()),
     ]
     for title, items in sections:
@@ -57,55 +59,63 @@ def cmd_list(args: argparse.Namespace) -> int:
         width = max(len(n) for n in items)
         for name, desc in items.items():
             print(f"  {name:<{width}}  {desc}")
+    print("Config keys: python -m benchmark list --keys [--profile P]")
+    return 0
+
+
+def print_keys(profile: str) -> int:
+    """Every config key with its value at ``profile``; declared options with their help."""
+    from benchmark.config import declared_sections, flatten, load_config
+
+    cfg = load_config(profile)
+    helps = {f"{section}.{k}": o.help for section, opts in declared_sections().items()
+             for k, o in opts.items()}
+    print(f"Config keys at profile '{profile}' (common sections: benchmark/profiles/"
+          "defaults.yaml, which comments each key; method and dataset sections: declared in "
+          "their files)")
+    for key, value in flatten(cfg).items():
+        if key == "profile":
+            continue
+        note = f"  # {helps[key]}" if key in helps else ""
+        print(f"  {key} = {value!r}{note}")
     return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmark.config import load_config
-    from benchmark.runner import run_experiment
+    from benchmark.experiment import run_experiment
     from datasets import DATASETS
-    from methods import METHODS
+    from methods import resolve_method
 
-    if args.method not in METHODS:
-        raise UserError(
-            f"unknown method '{args.method}'; valid methods: {', '.join(sorted(METHODS))}"
-        )
-    if args.dataset not in DATASETS:
-        raise UserError(
-            f"unknown dataset '{args.dataset}'; valid datasets: {', '.join(sorted(DATASETS))}"
-        )
+    method = resolve_method(args.method).name  # registers a module:Class method first
+    DATASETS.get(args.dataset)
     cfg = load_config(args.profile, args.set)
     if not args.all_trials:
-        record = run_experiment(args.method, args.dataset, cfg, seed=args.seed,
+        record = run_experiment(method, args.dataset, cfg, seed=args.seed,
                                 data_root=args.data_root, out_dir=args.out,
                                 device_name=args.device, force=args.force,
                                 progress=not args.no_progress)
         print_summary(record)
         return 0
-    return run_all_trials(args, cfg)
+    return run_all_trials(args, method, cfg)
 
 
-def run_all_trials(args: argparse.Namespace, cfg: dict) -> int:
-    import copy
-
+def run_all_trials(args: argparse.Namespace, method: str, cfg: dict) -> int:
     from benchmark.aggregate import METRIC_KEYS, summarize
-    from benchmark.config import set_dotted
-    from benchmark.runner import run_experiment
-    from datasets import build_dataset
+    from benchmark.experiment import run_experiment
+    from datasets import trial_configs
 
-    trials = int(build_dataset(args.dataset, cfg, args.data_root).info.get("trials", 1))
+    trials = trial_configs(args.dataset, cfg)
     records = []
-    for k in range(trials):
-        c = copy.deepcopy(cfg)
-        set_dotted(c, "data.trial", k)
-        print(f"-- trial {k + 1}/{trials}")
-        records.append(run_experiment(args.method, args.dataset, c, seed=args.seed,
+    for k, c in trials:
+        print(f"-- trial {k + 1}/{len(trials)}")
+        records.append(run_experiment(method, args.dataset, c, seed=args.seed,
                                       data_root=args.data_root, out_dir=args.out,
                                       device_name=args.device, force=args.force,
                                       progress=not args.no_progress))
         print_summary(records[-1])
     stats = summarize(records)
-    print(f"{args.method} on {args.dataset}: mean ± std over {trials} trials")
+    print(f"{method} on {args.dataset}: mean ± std over {len(trials)} trials")
     print("  " + "  ".join(f"{k:>13}" for k in METRIC_KEYS))
     print("  " + "  ".join(f"{stats[k]['mean']:6.2f} ± {stats[k]['std']:4.2f}"
                            for k in METRIC_KEYS))
@@ -172,13 +182,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from benchmark.config import load_config
     from benchmark.cost import profile_method, record_name
     from benchmark.store import write_json_atomic
-    from methods import METHODS
+    from methods import METHODS, resolve_method
 
-    names = sorted(METHODS) if args.method == "all" else [args.method]
-    for name in names:
-        if name not in METHODS:
-            raise UserError(f"unknown method '{name}'; valid methods: "
-                            f"{', '.join(sorted(METHODS))} (or all)")
+    names = (METHODS.names() if args.method == "all"
+             else [resolve_method(args.method).name])
     cfg = load_config(args.profile, args.set)
     for name in names:
         rec = profile_method(name, cfg, args.device, args.batch_size, args.amp,
@@ -309,6 +316,11 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from datasets import DATASETS
+    from datasets.synth import stand_ins
+    from methods import METHODS
+
+    methods, datasets, likes = METHODS.names(), DATASETS.names(), sorted(stand_ins())
     parser = argparse.ArgumentParser(
         prog="python -m benchmark",
         description="mlr-bench: cross-resolution (MLR) person re-identification benchmark.",
@@ -318,8 +330,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="command")
     sub.required = True
 
-    p = sub.add_parser("list", help="list methods, datasets and profiles",
-                       description="List the registered methods, datasets and config profiles.")
+    p = sub.add_parser("list", help="list methods, datasets and profiles (or every config key)",
+                       description="List the registered methods, datasets and config profiles; "
+                       "with --keys, every config key with its value and help.")
+    p.add_argument("--keys", action="store_true", help="list every config key instead")
+    p.add_argument("--profile", default="cpu", help="profile whose values --keys shows "
+                   "(default: cpu)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser(
@@ -330,8 +346,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Example: python -m benchmark run --method baseline --dataset synthetic "
         "--profile smoke --set train.epochs=3",
     )
-    p.add_argument("--method", required=True, help="method name (see `list`)")
-    p.add_argument("--dataset", required=True, help="dataset name (see `list`)")
+    p.add_argument("--method", required=True,
+                   help=f"method: {', '.join(methods)}, or module:Class for a method class "
+                   "outside the project (importable from PYTHONPATH)")
+    p.add_argument("--dataset", required=True, help=f"dataset: {', '.join(datasets)}")
     _add_data_root(p)
     _add_profile_set(p)
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
@@ -353,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
         "median and spread over repeats; one JSON record per measurement.",
         epilog="Example: python -m benchmark profile --method ftwa --profile paper "
         "--device cpu --batch-size 8")
-    p.add_argument("--method", required=True, help="method name, or all")
+    p.add_argument("--method", required=True,
+                   help=f"method ({', '.join(methods)}), module:Class, or all")
     _add_profile_set(p, "config profile whose input size and backbone are measured")
     _add_device(p)
     p.add_argument("--batch-size", type=int, default=8, help="images per step (default: 8; "
@@ -408,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
         "labels every result from it as generated.",
         epilog="Example: python -m benchmark synth --like caviar --root /tmp/mlr && "
         "python -m benchmark check-data --dataset caviar --data-root /tmp/mlr")
-    p.add_argument("--like", required=True, help="market1501, cuhk03, viper or caviar")
+    p.add_argument("--like", required=True, help=f"the layout: {', '.join(likes)}")
     p.add_argument("--root", required=True, help="data root to write under")
     p.add_argument("--ids", type=int, default=24, help="identities (default: 24; small and "
                    "fast)")
@@ -421,8 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
         "check-data", help="validate a dataset folder and show what the protocol uses",
         description="Parse a dataset in its official layout, compare its counts with the "
         "published ones, and print the train / query / gallery split of every trial.")
-    p.add_argument("--dataset", required=True, help="mlr-market1501, mlr-cuhk03, mlr-viper, "
-                   "caviar or synthetic")
+    p.add_argument("--dataset", required=True, help=f"dataset: {', '.join(datasets)}")
     _add_data_root(p)
     _add_profile_set(p)
     p.add_argument("--decode", action="store_true", help="also decode every image")
@@ -440,12 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        check_datasets_package()
+        parser = build_parser()
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:
-        check_datasets_package()
         return args.func(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

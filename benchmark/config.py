@@ -1,8 +1,16 @@
-"""Configuration: YAML profiles inside the project, dotted ``--set`` overrides, type checks.
+"""Configuration: YAML profiles inside the project, dotted ``--set`` overrides, type checks,
+and the part of a config that identifies a run.
 
-A resolved config is a plain nested ``dict``. ``defaults.yaml`` holds every key with the paper's
-values; a profile (``paper``, ``cpu``, ``smoke``) overrides some of them; ``--set a.b=c``
-overrides any existing key. Unknown keys and values of the wrong type raise :class:`UserError`.
+A resolved config is a plain nested ``dict``. ``defaults.yaml`` holds the common sections
+(model, data, train, loss, eval) with the paper's values; each registered method adds its own
+top-level section and each registered dataset its ``data.<name>`` section, declared as
+:class:`Option` s in the method's or dataset's file; a profile (``paper``, ``cpu``, ``smoke``)
+overrides some keys; ``--set a.b=c`` overrides any existing key. Unknown keys and values of the
+wrong type raise :class:`UserError`.
+
+A run's config hash covers only what it reads: the common sections (``data.trial`` aside: the
+trial is part of the run id), its dataset's section and its method's section. Adding a key to
+one method's or dataset's section leaves every other run's hash as it was.
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ import copy
 import difflib
 import hashlib
 import json
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -18,18 +27,51 @@ import yaml
 
 from benchmark.errors import UserError
 
-# Keys whose value must be one of a fixed set (checked after every override).
+# Common keys whose value must be one of a fixed set (checked after every override); the
+# options of methods and datasets declare their own choices.
 CHOICES: dict[str, tuple[str, ...]] = {
     "model.arch": ("resnet18", "resnet34", "resnet50", "resnet101"),
     "eval.query_resolution": ("lr", "hr"),
     "eval.distance": ("euclidean", "cosine"),
     "data.interpolation": ("bicubic", "bilinear", "nearest", "lanczos"),
     "train.optimizer": ("adam", "sgd"),
-    "data.cuhk03.images": ("labeled", "detected"),
-    "sr.network": ("imdn", "espcn"),
-    "ftwa.raft_attention": ("gap", "contrast"),
-    "ftwa.distance": ("auto", "weighted", "mean", "hr-only"),
 }
+#: the sections of defaults.yaml, read by every run
+COMMON_SECTIONS = ("model", "data", "train", "loss", "eval")
+#: common keys that are part of the run id rather than the config hash
+NOT_HASHED = ("data.trial",)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One declared config option of a method or dataset: its default (which also fixes its
+    type for ``--set``), a help line, and optionally the values it may take."""
+
+    default: Any
+    help: str
+    choices: tuple[Any, ...] | None = None
+
+
+def declared_sections() -> dict[str, dict[str, Option]]:
+    """{dotted section: options} of every registered method ("ftwa") and dataset
+    ("data.cuhk03"). Two registrants sharing a section must declare the same options."""
+    from datasets import DATASETS
+    from methods import METHODS
+
+    out: dict[str, dict[str, Option]] = {}
+    owner: dict[str, str] = {}
+    entries = [(cls.config_section, cls.options, f"method '{name}'")
+               for name, cls in METHODS.items() if cls.config_section]
+    entries += [(f"data.{spec.config_section}", spec.options, f"dataset '{name}'")
+                for name, spec in DATASETS.items() if spec.config_section]
+    for section, options, who in entries:
+        if section in COMMON_SECTIONS:
+            raise UserError(f"{who} declares config section '{section}', a common section")
+        if section in out and out[section] != options:
+            raise UserError(f"{who} and {owner[section]} declare config section '{section}' "
+                            "with different options")
+        out[section], owner[section] = dict(options), who
+    return out
 
 
 def _profile_dir():
@@ -160,7 +202,10 @@ def get_dotted(cfg: dict[str, Any], key: str) -> Any:
 def validate(cfg: dict[str, Any]) -> None:
     """Check the cross-key rules that a type check alone cannot."""
     flat = flatten(cfg)
-    for key, allowed in CHOICES.items():
+    choices = dict(CHOICES)
+    for section, options in declared_sections().items():
+        choices |= {f"{section}.{k}": o.choices for k, o in options.items() if o.choices}
+    for key, allowed in choices.items():
         if key in flat and flat[key] not in allowed:
             raise UserError(
                 f"config '{key}' must be one of {', '.join(allowed)}; got {flat[key]!r}"
@@ -189,6 +234,15 @@ def load_config(
     if profile not in profiles:
         raise UserError(f"unknown profile '{profile}'; valid profiles: {', '.join(profiles)}")
     cfg = _read_yaml("defaults.yaml")
+    for section, options in declared_sections().items():
+        node = cfg
+        *parents, last = section.split(".")
+        for part in parents:
+            node = node[part]
+        if last in node:
+            raise UserError(f"config section '{section}' is declared by a method or dataset "
+                            "and also in defaults.yaml; keep one")
+        node[last] = {k: copy.deepcopy(o.default) for k, o in options.items()}
     prof = _read_yaml(f"{profile}.yaml")
     prof.pop("description", None)
     _merge(cfg, prof, f"profile '{profile}'")
@@ -203,6 +257,22 @@ def load_config(
 
 
 def config_hash(cfg: dict[str, Any]) -> str:
-    """A short, stable hash of a resolved config (key order does not matter)."""
+    """A short, stable hash of a (partial) config (key order does not matter)."""
     blob = json.dumps(cfg, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:10]
+
+
+def run_config(cfg: dict[str, Any], method_section: str | None, dataset_section: str | None,
+               keep_dataset: bool = True) -> dict[str, Any]:
+    """The part of ``cfg`` a run reads: the common sections with ``data``'s own keys (not
+    ``data.trial``), the dataset's ``data.<section>`` (unless ``keep_dataset`` is false) and the
+    method's section."""
+    out = {k: copy.deepcopy(cfg[k]) for k in COMMON_SECTIONS if k != "data" and k in cfg}
+    data = {k: copy.deepcopy(v) for k, v in cfg["data"].items()
+            if not isinstance(v, dict) and f"data.{k}" not in NOT_HASHED}
+    if keep_dataset and dataset_section:
+        data[dataset_section] = copy.deepcopy(cfg["data"][dataset_section])
+    out["data"] = data
+    if method_section:
+        out[method_section] = copy.deepcopy(cfg[method_section])
+    return out

@@ -20,9 +20,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmark import environment
 from benchmark.errors import UserError
+from benchmark.store import PROFILE_SCHEMA as SCHEMA
 from methods import Batch, Method, build_method
-
-SCHEMA = "mlr-bench/profile/v1"
 
 
 def _sync(device: torch.device) -> None:
@@ -226,9 +225,7 @@ def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
         "throughput": timings,
         "repeats": repeats,
         "warmup": warmup,
-        "environment": {"device": str(device), "device_name": environment.device_name(device),
-                        "versions": environment.versions(),
-                        "git_commit": environment.git_commit()},
+        "environment": environment.block(device),
     }
 
 

@@ -59,6 +59,12 @@ def versions() -> dict[str, Any]:
     }
 
 
+def block(device: torch.device) -> dict[str, Any]:
+    """The ``environment`` block of every record (runs and profiles): device, versions, commit."""
+    return {"device": str(device), "device_name": device_name(device), "versions": versions(),
+            "git_commit": git_commit()}
+
+
 def resolve_device(name: str) -> torch.device:
     from benchmark.errors import UserError
 

@@ -1,4 +1,12 @@
-"""The results store: one JSON record per run, written atomically (temp file + rename)."""
+"""The results store: one JSON record per run, written atomically (temp file + rename); the
+record schemas and the run id are defined here, once.
+
+A run id names what makes a run itself: method, dataset, profile, seed, trial, the hash of the
+config it reads (``benchmark.config.run_config``) and the fingerprint of its data
+(``datasets.base.fingerprint``). Schema v1 records (before the data fingerprint and the
+per-run config hash) are upgraded on reading by ``reports``; ``scripts/migrate_records.py``
+rewrites them on disk.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +21,10 @@ import torch
 
 from benchmark.errors import UserError
 
-SCHEMA = "mlr-bench/run/v1"
+SCHEMA = "mlr-bench/run/v2"
+PROFILE_SCHEMA = "mlr-bench/profile/v1"
+#: earlier run-record schemas the reports still read (upgraded in memory)
+OLD_RUN_SCHEMAS = ("mlr-bench/run/v1",)
 
 
 def _default(obj: Any):
@@ -54,8 +65,15 @@ def save_atomic(obj: Any, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def run_id(method: str, dataset: str, profile: str, seed: int, cfg_hash: str) -> str:
-    return f"{method}__{dataset}__{profile}__seed{seed}__{cfg_hash}"
+def run_prefix(method: str, dataset: str, profile: str, seed: int, trial: int, cfg_hash: str
+               ) -> str:
+    """The run id without the data fingerprint: the same run on any data."""
+    return f"{method}__{dataset}__{profile}__seed{seed}__trial{trial}__{cfg_hash}"
+
+
+def run_id(method: str, dataset: str, profile: str, seed: int, trial: int, cfg_hash: str,
+           data_hash: str) -> str:
+    return f"{run_prefix(method, dataset, profile, seed, trial, cfg_hash)}__data{data_hash}"
 
 
 def load_record(path: str | os.PathLike) -> dict[str, Any]:
@@ -69,3 +87,48 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
         raise UserError(f"results file {path} is not an mlr-bench run record "
                         f"(expected schema '{SCHEMA}')")
     return data
+
+
+def _fill_missing(cfg: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` with every key of ``defaults`` it lacks added (keys added to the suite later
+    default to the behaviour that came before them)."""
+    out = dict(cfg)
+    for key, value in defaults.items():
+        if key not in out:
+            out[key] = value
+        elif isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = _fill_missing(out[key], value)
+    return out
+
+
+def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
+    """A run record of an older schema in the current one (a new dict).
+
+    v1 -> v2: the config hash is recomputed over what the run reads (its stored config, with
+    keys added since then at their defaults), the trial and the data fingerprint are added (for
+    data generated in memory it is recomputed from the config; for folders it is unknown and
+    says so), and the run id is rebuilt from them. Metrics are untouched.
+    """
+    if record.get("schema") == SCHEMA:
+        return record
+    if record.get("schema") not in OLD_RUN_SCHEMAS:
+        raise UserError(f"cannot upgrade a record of schema {record.get('schema')!r}")
+    from benchmark.config import config_hash, load_config, run_config
+    from datasets import DATASETS, build_dataset, fingerprint
+    from methods import METHODS
+
+    out = json.loads(json.dumps(record))
+    cfg = _fill_missing(out["config"], load_config(out["profile"]))
+    method_cls, spec = METHODS[out["method"]], DATASETS[out["dataset"]]
+    chash = config_hash(run_config(cfg, method_cls.config_section, spec.config_section))
+    trial = int(cfg["data"]["trial"])
+    if spec.needs_root:
+        fp = {"hash": "unknown", "kind": "unknown: recorded before data fingerprints (schema v1)",
+              "root": out["data"].get("data_root")}
+    else:
+        fp = fingerprint(build_dataset(out["dataset"], cfg, None))
+    out.update(schema=SCHEMA, upgraded_from=record["schema"], config_hash=chash, trial=trial,
+               config=cfg, run_id=run_id(out["method"], out["dataset"], out["profile"],
+                                         int(out["seed"]), trial, chash, fp["hash"]))
+    out["data"]["fingerprint"] = fp
+    return out

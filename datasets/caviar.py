@@ -7,17 +7,30 @@ images 001-010. Camera 1 is genuinely low-resolution.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from benchmark.config import Option
 from benchmark.errors import UserError
-from datasets.base import Sample
+from datasets.base import DatasetSpec, MLRData, Sample, register_dataset
 from datasets.files import first_existing, list_images, parse_names
+from datasets.protocols import (
+    check_trial,
+    data_root_path,
+    file_loader,
+    generated_info,
+    protocol_info,
+    split_ids,
+)
 
 NAME = r"(\d{4})(\d{3})\.jpg"
 PUBLISHED = {"ids": 72, "images": 1220, "two_camera_ids": 50}
+#: the ``data.caviar`` config section
+OPTIONS = {"trials": Option(10, "random 25/25 splits of the two-camera ids")}
 
 
 def parse(data_root: str | Path) -> list[Sample]:
@@ -58,3 +71,40 @@ def write_synthetic(root: str | Path, ids: int = 24, full_size: bool = False, se
             img.save(folder / f"{pid + 1:04d}{idx:03d}.jpg", quality=92)
             count += 1
     return {"ids": n, "images": count, "two_camera_ids": both}
+
+
+# -- the MLR protocol ---------------------------------------------------------------------------
+def build_caviar(cfg: dict[str, Any], data_root: str | None) -> MLRData:
+    root = data_root_path(data_root, "caviar")
+    samples = parse(root)
+    c = cfg["data"]["caviar"]
+    trials = int(c["trials"])
+    k = check_trial(cfg, trials, "caviar")
+    cams: dict[int, set[int]] = {}
+    for s in samples:
+        cams.setdefault(s.pid, set()).add(s.camid)
+    both = sorted(p for p, cs in cams.items() if cs == {0, 1})
+    if len(both) < 4:
+        raise UserError(f"CAVIAR needs identities seen by both cameras (images 001-010 and "
+                        f"011-020); found {len(both)} under {root / 'caviar'}")
+    train_ids, test_ids = split_ids(both, len(both) // 2, int(cfg["data"]["seed"]), 73, k)
+    samples = [replace(s, is_lr=True) if s.camid == 1 else s for s in samples]
+    train_set, test_set = set(train_ids), set(test_ids)
+    train = [s for s in samples if s.pid in train_set]
+    query = [s for s in samples if s.pid in test_set and s.is_lr]
+    gallery = [s for s in samples if s.pid in test_set and not s.is_lr]
+    info = protocol_info("CAVIAR (SING)", "camera 1 (images 011-020), genuinely LR", {}, cfg, k,
+                         trials, "single-shot", train_ids, test_ids,
+                         generated_info(root / "caviar"), genuine_lr=True,
+                         one_camera_ids=sorted(set(cams) - set(both)), published=PUBLISHED,
+                         measured={"ids": len(cams), "images": len(samples),
+                                   "two_camera_ids": len(both)})
+    return MLRData("caviar", train, query, gallery, file_loader, info, root=root)
+
+
+register_dataset(DatasetSpec(
+    name="caviar",
+    description="CAVIAR4REID: camera 1 genuinely LR, 25/25 of the 50 two-camera ids per trial, "
+                "10 trials",
+    build=build_caviar, paper_name="CAVIAR", folder="caviar", write_stand_in=write_synthetic,
+    config_section="caviar", options=OPTIONS, published=PUBLISHED))

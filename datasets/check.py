@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from typing import Any
 
-from benchmark.config import set_dotted
-from datasets.base import MLRData, Sample, build_dataset
+from datasets.base import MLRData, Sample, build_dataset, trial_configs
 from datasets.files import read_image
 
 
@@ -34,13 +32,9 @@ def check_data(dataset: str, cfg: dict[str, Any], data_root: str | None,
     Returns the generated/real label, counts against the published ones, one summary per trial,
     and the images that failed to decode (with ``decode``).
     """
-    first = build_dataset(dataset, cfg, data_root)
-    trials = int(first.info.get("trials", 1))
-    per_trial = [describe_trial(first)]
-    for k in range(1, trials):
-        c = copy.deepcopy(cfg)
-        set_dotted(c, "data.trial", k)
-        per_trial.append(describe_trial(build_dataset(dataset, c, data_root)))
+    built = [build_dataset(dataset, c, data_root) for _, c in trial_configs(dataset, cfg)]
+    first = built[0]
+    per_trial = [describe_trial(d) for d in built]
     published = first.info.get("published", {})
     measured = first.info.get("measured", {})
     differences = {k: {"published": v, "found": measured.get(k)} for k, v in published.items()

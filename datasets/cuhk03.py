@@ -13,17 +13,31 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from benchmark.config import Option
 from benchmark.errors import UserError
-from datasets.base import Sample
+from datasets.base import DatasetSpec, MLRData, Sample, draw_rates, register_dataset
 from datasets.files import first_existing, list_images, parse_names, read_image
+from datasets.protocols import (
+    check_trial,
+    data_root_path,
+    generated_info,
+    mark_lr,
+    protocol_info,
+    rel_key,
+    split_ids,
+)
 
 PAIR_IDS = (843, 440, 77, 58, 49)  # identities per camera pair (1,467 in all)
 PUBLISHED = {"ids": 1467, "labeled_images": 14096, "detected_images": 14097}
 PNG_NAME = r"(\d)_(\d{3})_([12])_(\d{2})\.png"
 CAMERA_A, CAMERA_B = 0, 1
+#: the ``data.cuhk03`` config section
+OPTIONS = {"images": Option("labeled", "labeled or detected crops", ("labeled", "detected")),
+           "trials": Option(10, "classic test sets 1..10")}
 
 
 @dataclass
@@ -237,3 +251,47 @@ def write_synthetic(root: str | Path, ids: int = 24, full_size: bool = False, se
         fh.write(_matlab_header())
     tmp.replace(path)
     return counts
+
+
+# -- the MLR protocol ---------------------------------------------------------------------------
+def build_mlr_cuhk03(cfg: dict[str, Any], data_root: str | None) -> MLRData:
+    root = data_root_path(data_root, "mlr-cuhk03")
+    c = cfg["data"]["cuhk03"]
+    parsed = parse(root, c["images"])
+    trials = int(c["trials"])
+    k = check_trial(cfg, trials, "mlr-cuhk03")
+    ids = sorted({s.pid for s in parsed.samples})
+    if parsed.testsets:
+        if k >= len(parsed.testsets):
+            raise UserError(f"{parsed.source} holds {len(parsed.testsets)} test sets; "
+                            f"data.trial={k} asks for more")
+        test_ids = sorted(set(parsed.testsets[k]) & set(ids))
+        split_note = f"classic test set {k + 1} of cuhk-03.mat"
+    else:  # PNGs without the .mat: a seeded random test set of the classic size
+        _, test_ids = split_ids(ids, min(100, len(ids) // 2), int(cfg["data"]["seed"]), 71, k)
+        split_note = "random test set (no cuhk-03.mat with the classic test sets found)"
+    lr_keys = [rel_key(s.source, root) for s in parsed.samples if s.camid == CAMERA_A]
+    rates = draw_rates(lr_keys, cfg["data"]["rates"], int(cfg["data"]["seed"]), salt=62)
+    samples = mark_lr(parsed.samples, CAMERA_A, rates, root)
+    test = set(test_ids)
+    train = [s for s in samples if s.pid not in test]
+    query = [s for s in samples if s.pid in test and s.is_lr]
+    gallery = [s for s in samples if s.pid in test and not s.is_lr]
+    info = protocol_info("MLR-CUHK03 (SING)", "A (views 1-5)", rates, cfg, k, trials,
+                         "single-shot", sorted({s.pid for s in train}), test_ids,
+                         generated_info(root / "cuhk03"), images=c["images"], split=split_note,
+                         published={k: v for k, v in PUBLISHED.items()
+                                    if k == "ids" or k.startswith(c["images"])},
+                         measured={"ids": len(ids), f"{c['images']}_images": len(parsed.samples)})
+    mat = root / "cuhk03" / "cuhk03_release" / "cuhk-03.mat"  # images and/or test sets
+    return MLRData("mlr-cuhk03", train, query, gallery, parsed.load, info, root=root,
+                   identity={"files": [str(mat)] if mat.is_file() else []})
+
+
+register_dataset(DatasetSpec(
+    name="mlr-cuhk03",
+    description="MLR-CUHK03: camera A down-sampled (r in {2,3,4}), classic 1,367/100 test "
+                "sets, single-shot, 10 trials",
+    build=build_mlr_cuhk03, paper_name="MLR-CUHK03 (MLR-C)", folder="cuhk03",
+    write_stand_in=write_synthetic, config_section="cuhk03", options=OPTIONS,
+    published=PUBLISHED))

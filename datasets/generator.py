@@ -26,6 +26,9 @@ from functools import lru_cache
 
 import numpy as np
 
+#: bump when the drawing changes: it is part of generated data's fingerprint (run identity)
+GENERATOR_VERSION = 1
+
 # Coarse palettes (RGB 0..255). Small on purpose: many identities share coarse colours.
 TOP_COLOURS = np.array(
     [[200, 30, 30], [30, 60, 170], [30, 140, 60], [230, 200, 40], [235, 235, 235],

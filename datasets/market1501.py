@@ -9,13 +9,23 @@ junk (skipped everywhere); 0000 is a distractor (kept in the gallery).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from benchmark.config import Option
 from benchmark.errors import UserError
-from datasets.base import Sample
+from datasets.base import DatasetSpec, MLRData, Sample, draw_rates, register_dataset
 from datasets.files import first_existing, list_images, parse_names
+from datasets.protocols import (
+    data_root_path,
+    file_loader,
+    generated_info,
+    mark_lr,
+    protocol_info,
+    rel_key,
+)
 
 NAME = r"(-?\d+)_c(\d)s\d+_\d+_\d+\.jpe?g"
 SPLITS = ("bounding_box_train", "query", "bounding_box_test")
@@ -23,6 +33,9 @@ PUBLISHED = {"train_ids": 751, "train_images": 12936, "query_images": 3368,
              "gallery_images": 15913}
 IMAGE_SIZE = (128, 64)
 NUM_CAMERAS = 6
+#: the ``data.market1501`` config section
+OPTIONS = {"lr_camera": Option(1, "the down-sampled camera, as in file names (c1; some papers "
+                               "use c3)")}
 
 
 def find(data_root: str | Path) -> Path:
@@ -115,3 +128,39 @@ def write_synthetic(root: str | Path, ids: int = 24, full_size: bool = False, se
         save("bounding_box_test", -1, 200_000 + k, int(rng.integers(NUM_CAMERAS)))
         counts["junk"] += 1
     return counts
+
+
+# -- the MLR protocol ---------------------------------------------------------------------------
+def build_mlr_market(cfg: dict[str, Any], data_root: str | None) -> MLRData:
+    root = data_root_path(data_root, "mlr-market1501")
+    splits = parse(root)
+    lr_cam = int(cfg["data"]["market1501"]["lr_camera"]) - 1
+    if not 0 <= lr_cam < NUM_CAMERAS:
+        raise UserError("config 'data.market1501.lr_camera' must be a camera 1..6; got "
+                        f"{lr_cam + 1}")
+    every = [s for split in splits.values() for s in split]
+    lr_keys = [rel_key(s.source, root) for s in every if s.camid == lr_cam]
+    rates = draw_rates(lr_keys, cfg["data"]["rates"], int(cfg["data"]["seed"]), salt=61)
+    train = mark_lr(splits["bounding_box_train"], lr_cam, rates, root)
+    test = mark_lr(splits["query"] + splits["bounding_box_test"], lr_cam, rates, root)
+    query = [s for s in test if s.is_lr and s.pid > 0]
+    gallery = [s for s in test if not s.is_lr]  # distractors (pid 0) kept, LR camera left out
+    info = protocol_info("MLR-Market-1501 (SING)", f"c{lr_cam + 1}", rates, cfg, 0, 1, "market",
+                         sorted({s.pid for s in train}), sorted({s.pid for s in query}),
+                         generated_info(root / "market1501"),
+                         original_counts={k: len(v) for k, v in splits.items()},
+                         published=PUBLISHED,
+                         measured={"train_ids": len({s.pid for s in splits["bounding_box_train"]}),
+                                   "train_images": len(splits["bounding_box_train"]),
+                                   "query_images": len(splits["query"]),
+                                   "gallery_images": len(splits["bounding_box_test"])})
+    return MLRData("mlr-market1501", train, query, gallery, file_loader, info, root=root)
+
+
+register_dataset(DatasetSpec(
+    name="mlr-market1501",
+    description="MLR-Market-1501: camera c1 down-sampled (r in {2,3,4}), LR c1 queries vs HR "
+                "gallery, 751/750 ids",
+    build=build_mlr_market, paper_name="MLR-Market-1501 (MLR-M)", folder="market1501",
+    write_stand_in=write_synthetic, config_section="market1501", options=OPTIONS,
+    published=PUBLISHED))

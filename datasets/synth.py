@@ -8,12 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import UserError
-from datasets import caviar, cuhk03, market1501, viper
+from datasets.base import DATASETS, DatasetSpec
 from datasets.protocols import GENERATED_MARKER
 
-WRITERS = {"market1501": market1501, "cuhk03": cuhk03, "viper": viper, "caviar": caviar}
-MLR_NAME = {"market1501": "mlr-market1501", "cuhk03": "mlr-cuhk03", "viper": "mlr-viper",
-            "caviar": "caviar"}
+
+def stand_ins() -> dict[str, DatasetSpec]:
+    """{folder (the ``--like`` name): dataset} for every dataset with a generated stand-in."""
+    return {spec.folder: spec for _, spec in DATASETS.items()
+            if spec.folder and spec.write_stand_in}
 
 
 def write_like(like: str, root: str | Path, ids: int = 24, full_size: bool = False,
@@ -22,8 +24,9 @@ def write_like(like: str, root: str | Path, ids: int = 24, full_size: bool = Fal
 
     A marker file in the dataset folder labels every result from it as generated.
     """
-    if like not in WRITERS:
-        raise UserError(f"--like must be one of {', '.join(WRITERS)}; got '{like}'")
+    specs = stand_ins()
+    if like not in specs:
+        raise UserError(f"--like must be one of {', '.join(sorted(specs))}; got '{like}'")
     if ids < 4 and not full_size:
         raise UserError(f"--ids must be at least 4; got {ids}")
     folder = Path(root) / like
@@ -31,9 +34,9 @@ def write_like(like: str, root: str | Path, ids: int = 24, full_size: bool = Fal
         raise UserError(f"{folder} already exists and is not empty; choose another --root or "
                         "remove it (nothing was written)")
     t0 = time.perf_counter()
-    counts = WRITERS[like].write_synthetic(root, ids=ids, full_size=full_size, seed=seed)
+    counts = specs[like].write_stand_in(root, ids=ids, full_size=full_size, seed=seed)
     marker = {"generated_by": "mlr-bench synth", "like": like, "seed": seed, "ids": ids,
               "full_size": full_size, "counts": counts}
     (folder / GENERATED_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
     return marker | {"folder": str(folder), "seconds": time.perf_counter() - t0,
-                     "dataset": MLR_NAME[like]}
+                     "dataset": specs[like].name}

@@ -13,18 +13,25 @@ from typing import Any
 
 import numpy as np
 
-from datasets.base import MLRData, Sample, draw_rates, register_dataset
-from datasets.generator import PersonGenerator
+from benchmark.config import Option
+from datasets.base import DatasetSpec, MLRData, Sample, draw_rates, register_dataset
+from datasets.generator import GENERATOR_VERSION, PersonGenerator
 
 HR_CAMERA, LR_CAMERA = 0, 1
+
+#: the ``data.synthetic`` config section
+OPTIONS = {
+    "train_ids": Option(300, "training identities"),
+    "test_ids": Option(100, "test identities"),
+    "images_per_camera": Option(8, "per identity and camera"),
+    "image_size": Option([256, 128], "native size of generated HR crops [height, width]"),
+}
 
 
 def _key(pid: int, cam: int, index: int) -> str:
     return f"gen:{pid}:{cam}:{index}"
 
 
-@register_dataset("synthetic", "generated people, camera 0 HR / camera 1 LR (r in {2,3,4}); "
-                  "no files needed", needs_root=False)
 def build_synthetic(cfg: dict[str, Any], data_root: str | None = None) -> MLRData:
     d = cfg["data"]
     s = d["synthetic"]
@@ -68,4 +75,12 @@ def build_synthetic(cfg: dict[str, Any], data_root: str | None = None) -> MLRDat
         "train_ids": list(range(n_train)),
         "test_ids": list(test_ids),
     }
-    return MLRData("synthetic", train, query, gallery, load, info)
+    identity = {"generator": "datasets.generator.PersonGenerator",
+                "generator_version": GENERATOR_VERSION, "seed": seed, "image_size": [h, w]}
+    return MLRData("synthetic", train, query, gallery, load, info, identity=identity)
+
+
+register_dataset(DatasetSpec(
+    name="synthetic",
+    description="generated people, camera 0 HR / camera 1 LR (r in {2,3,4}); no files needed",
+    build=build_synthetic, config_section="synthetic", options=OPTIONS))

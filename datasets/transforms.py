@@ -1,4 +1,6 @@
-"""Image transforms: the LR path (down-sample, then resize to the input size) and batch aug."""
+"""Image transforms: the LR path of the loader (PIL: down-sample, then resize to the input
+size), batch augmentation, normalisation and its inverse, and the LR path on tensors
+(``degrade``: what FTWA's synthetic twins and the SR methods' training pairs take)."""
 
 from __future__ import annotations
 
@@ -66,4 +68,47 @@ def augment(batch: torch.Tensor, generator: torch.Generator, flip: bool = True,
         idx_b = torch.arange(b, device=out.device).view(b, 1, 1, 1)
         idx_c = torch.arange(out.shape[1], device=out.device).view(1, -1, 1, 1)
         out = padded[idx_b, idx_c, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
+    return out
+
+
+def _mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return mean, std
+
+
+def to_pixels(x: torch.Tensor) -> torch.Tensor:
+    """ImageNet-normalised -> [0, 1] pixels (the inverse of ``normalize``)."""
+    mean, std = _mean_std(x)
+    return x * std + mean
+
+
+def from_pixels(p: torch.Tensor) -> torch.Tensor:
+    """[0, 1] pixels -> ImageNet-normalised."""
+    mean, std = _mean_std(p)
+    return (p - mean) / std
+
+
+def degrade(x: torch.Tensor, rates: list[int], generator: torch.Generator | None = None,
+            fixed: int | None = None) -> torch.Tensor:
+    """I'_LR = down(I_HR) on a batch (B, C, H, W): bicubic down-sampling (antialiased) by r per
+    image, drawn uniformly from ``rates`` with ``generator`` (or ``fixed``), then bicubic back
+    to (H, W), like real LR images."""
+    b, _, h, w = x.shape
+    if b == 0:
+        return x
+    if fixed is not None:
+        r = torch.full((b,), int(fixed))
+    else:
+        pick = torch.randint(0, len(rates), (b,), generator=generator)
+        r = torch.tensor([int(rates[i]) for i in pick])
+    out = torch.empty_like(x)
+    for rate in r.unique().tolist():
+        sel = (r == rate).to(x.device)
+        small = torch.nn.functional.interpolate(x[sel], size=(max(1, h // rate),
+                                                              max(1, w // rate)),
+                                                mode="bicubic", antialias=True,
+                                                align_corners=False)
+        out[sel] = torch.nn.functional.interpolate(small, size=(h, w), mode="bicubic",
+                                                   align_corners=False)
     return out

@@ -3,6 +3,15 @@
 from methods import baseline as _baseline  # noqa: F401
 from methods import ftwa as _ftwa  # noqa: F401
 from methods import sr as _sr  # noqa: F401
-from methods.base import METHODS, Batch, Method, build_method, register_method
+from methods.base import (
+    METHODS,
+    Batch,
+    EvalContext,
+    Method,
+    build_method,
+    register_method,
+    resolve_method,
+)
 
-__all__ = ["METHODS", "Batch", "Method", "build_method", "register_method"]
+__all__ = ["METHODS", "Batch", "EvalContext", "Method", "build_method", "register_method",
+           "resolve_method"]

@@ -1,27 +1,48 @@
-"""The method interface every registered method implements, and the registry.
+"""The method interface every method implements, and the method registry.
 
-A method is an ``nn.Module`` built for a number of training identities. The harness calls:
+A method is an ``nn.Module`` built for a number of training identities. It declares what the
+harness needs to know about it, so the harness never asks for a method by name or probes its
+attributes:
 
-* ``training_step(batch)`` -> named losses, ``"loss"`` being the total to minimise;
-* ``embed(images, is_lr)`` -> a dict of per-image tensors (the method decides what it keeps);
-* ``distance(query, gallery)`` -> (Q, G) distances between two such dicts;
-* ``parameter_breakdown()`` -> parameter counts per module, "all" and "inference path".
+* ``name``, ``description``, ``paper_name`` (its row in the paper's tables, or None);
+* ``config_section`` and ``options``: its own config section (``--set <section>.<key>=...``),
+  each option with a default and a help line; the run's config hash covers this section and
+  no other method's;
+* ``mix_resolutions``: the P x K sampler gives each identity both LR and HR images;
+  ``training_mask(is_lr)``: which training images it trains on (all by default);
+* ``module_roles()``: its modules and which lie on the query path (an LR image), the gallery
+  path (an HR image) or are used in training only; parameter counts are computed from that,
+  once, here;
+* hooks the harness calls: ``on_train_start(total_steps)``, ``training_step(batch)`` (named
+  losses, ``"loss"`` the total), ``embed(images, is_lr)``, ``distance(query, gallery)``,
+  ``distances(query, gallery)`` (alternative test distances, recorded beside the default) and
+  ``evaluation_extras(context)`` (anything it adds to the record: SR image quality, SWA
+  weights, ...).
 
-A new method is one file with a subclass and ``@register_method``, plus one import line in
-``methods/__init__.py``.
+A new method is one file with a subclass decorated by ``@register_method``, imported from
+``methods/__init__.py`` (or anywhere: ``--method mypkg.mymodule:MyMethod`` imports a class
+from outside the project; installed packages can declare an entry point in the group
+``mlr_bench.methods``).
 """
 
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
+from benchmark.config import Option
 from benchmark.errors import UserError
 from benchmark.metrics import pairwise_distance
+from benchmark.registry import Registry, RegistryError, import_object
+
+#: where a module lies: on the query path (LR images), the gallery path (HR images), or neither
+#: (used in training only, e.g. a classifier)
+QUERY, GALLERY = "query", "gallery"
 
 
 @dataclass
@@ -37,15 +58,34 @@ class Batch:
     generator: torch.Generator | None = None
 
 
+@dataclass
+class EvalContext:
+    """What ``evaluation_extras`` may use: the prepared data (``datasets.bank.Prepared``), the
+    device, the query and gallery embeddings, where the run writes (``out_dir`` / ``run_id``),
+    the config."""
+
+    prep: Any
+    device: torch.device
+    query: dict[str, torch.Tensor]
+    gallery: dict[str, torch.Tensor]
+    out_dir: Any
+    run_id: str
+    cfg: dict[str, Any] = field(default_factory=dict)
+
+
 class Method(nn.Module, metaclass=ABCMeta):
-    """Base class. Subclasses set ``name`` and ``description`` and implement the four calls."""
+    """Base class. Subclasses set ``name`` and ``description`` and implement
+    ``training_step``, ``embed`` and ``module_roles``."""
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    #: the method's row name in the paper's tables (Table 1 / Table 2), None if not in them
+    paper_name: ClassVar[str | None] = None
+    #: the method's own top-level config section and its options (None: no own options)
+    config_section: ClassVar[str | None] = None
+    options: ClassVar[dict[str, Option]] = {}
     #: the P x K sampler should give each identity both LR and HR images when it has both
     mix_resolutions: ClassVar[bool] = False
-    #: train on the HR images of the training split only (sr-bicubic)
-    train_only_hr: ClassVar[bool] = False
     #: the name of the test distance, recorded with the metrics (None: eval.distance)
     distance_name: str | None = None
 
@@ -58,6 +98,12 @@ class Method(nn.Module, metaclass=ABCMeta):
         self.num_classes = num_classes
         self.weights_origin = "n/a"
 
+    # -- what it trains on --------------------------------------------------------------------
+    @classmethod
+    def training_mask(cls, is_lr: np.ndarray) -> np.ndarray:
+        """Which training images (by resolution flag) the method trains on; default: all."""
+        return np.ones(len(is_lr), dtype=bool)
+
     def on_train_start(self, total_steps: int) -> None:
         """Called once before training with the number of optimiser steps of the whole run."""
 
@@ -65,6 +111,7 @@ class Method(nn.Module, metaclass=ABCMeta):
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Named losses of one batch; ``"loss"`` is the total to minimise."""
 
+    # -- test time ------------------------------------------------------------------------------
     @abstractmethod
     def embed(self, images: torch.Tensor, is_lr: torch.Tensor) -> dict[str, torch.Tensor]:
         """Per-image embeddings (a dict of (B, ...) tensors) through each image's path."""
@@ -84,33 +131,72 @@ class Method(nn.Module, metaclass=ABCMeta):
         (FTWA's ablation of its weighted distance). None by default."""
         return {}
 
-    def inference_modules(self) -> dict[str, nn.Module]:
-        """Modules an image passes through at test time (for the "inference path" count)."""
-        return {name: m for name, m in self.named_children()}
+    def evaluation_extras(self, context: EvalContext) -> dict[str, Any]:
+        """Extra sections for the run's record (top-level key -> JSON-ready value)."""
+        return {}
+
+    # -- cost -----------------------------------------------------------------------------------
+    @abstractmethod
+    def module_roles(self) -> dict[str, tuple[nn.Module, set[str]]]:
+        """{display name: (module, roles)}, roles a subset of {QUERY, GALLERY}; an empty set
+        means training only. Together the modules must hold every parameter exactly once."""
 
     def parameter_breakdown(self) -> dict[str, Any]:
-        """{"modules": {name: count}, "all": n, "inference_path": n} (every parameter counted)."""
-        modules = {name: count_params(m) for name, m in self.named_children()}
-        inference = sum(count_params(m) for m in self.inference_modules().values())
-        return {"modules": modules, "all": count_params(self), "inference_path": inference}
+        """Parameter counts: per module, all, the inference path (query or gallery), the query
+        path, the gallery path and training only. Every parameter is counted once."""
+        roles = self.module_roles()
+        counted: dict[int, str] = {}
+        for label, (module, _) in roles.items():
+            for p in module.parameters():
+                if id(p) in counted:
+                    raise TypeError(f"{type(self).__name__}.module_roles(): a parameter is in "
+                                    f"both '{counted[id(p)]}' and '{label}'")
+                counted[id(p)] = label
+        missing = [n for n, p in self.named_parameters() if id(p) not in counted]
+        if missing:
+            raise TypeError(f"{type(self).__name__}.module_roles() leaves out parameters, "
+                            f"e.g. {missing[0]}")
+
+        def total(want: set[str] | None) -> int:
+            return sum(count_params(m) for m, r in roles.values()
+                       if (want is None and not r) or (want is not None and r & want))
+
+        return {"modules": {label: count_params(m) for label, (m, _) in roles.items()},
+                "all": count_params(self),
+                "inference_path": total({QUERY, GALLERY}),
+                "query_path": total({QUERY}), "gallery_path": total({GALLERY}),
+                "train_only": total(None)}
 
 
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-METHODS: dict[str, type[Method]] = {}
+METHODS: Registry[type[Method]] = Registry("method", entry_point_group="mlr_bench.methods")
 
 
 def register_method(cls: type[Method]) -> type[Method]:
-    """Class decorator: register a method under ``cls.name``."""
+    """Class decorator: register a method under ``cls.name`` (a taken name raises)."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise RegistryError(f"{cls!r} is not a subclass of methods.base.Method")
     if not cls.name or not cls.description:
-        raise TypeError(f"{cls.__name__} must set name and description")
-    METHODS[cls.name] = cls
-    return cls
+        raise RegistryError(f"{cls.__name__} must set name and description")
+    if cls.options and not cls.config_section:
+        raise RegistryError(f"{cls.__name__} declares options but no config_section")
+    return METHODS.register(cls.name, cls)
+
+
+def resolve_method(name: str) -> type[Method]:
+    """A registered method by name, or ``module:Class`` imported and registered on the way."""
+    if ":" in name:
+        cls = import_object(name, "--method")
+        if not (isinstance(cls, type) and issubclass(cls, Method)):
+            raise UserError(f"--method '{name}' is not a subclass of methods.base.Method")
+        if cls.name in METHODS and METHODS[cls.name] is cls:
+            return cls
+        return register_method(cls)
+    return METHODS[name]
 
 
 def build_method(name: str, cfg: dict[str, Any], num_classes: int) -> Method:
-    if name not in METHODS:
-        raise UserError(f"unknown method '{name}'; valid methods: {', '.join(sorted(METHODS))}")
-    return METHODS[name](cfg, num_classes)
+    return resolve_method(name)(cfg, num_classes)

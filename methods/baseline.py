@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from methods.backbones import FEATURE_DIMS, BNNeck, build_resnet, gap
-from methods.base import Batch, Method, register_method
+from methods.base import GALLERY, QUERY, Batch, Method, register_method
 from methods.losses import batch_hard_triplet, identity_loss
 
 
@@ -20,6 +20,7 @@ from methods.losses import batch_hard_triplet, identity_loss
 class Baseline(Method):
     name = "baseline"
     description = "single-stream ResNet (last stride 1) + BN-neck, ID + triplet loss (Table 2)"
+    paper_name = "Baseline"
 
     def __init__(self, cfg: dict[str, Any], num_classes: int):
         super().__init__(cfg, num_classes)
@@ -47,5 +48,7 @@ class Baseline(Method):
     def embed(self, images: torch.Tensor, is_lr: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"feat": self.neck.bn(self.features(images))}
 
-    def inference_modules(self) -> dict[str, torch.nn.Module]:
-        return {"backbone": self.backbone, "neck.bn": self.neck.bn}
+    def module_roles(self) -> dict[str, tuple[torch.nn.Module, set[str]]]:
+        return {"backbone": (self.backbone, {QUERY, GALLERY}),
+                "neck.bn": (self.neck.bn, {QUERY, GALLERY}),
+                "classifier": (self.neck.classifier, set())}

@@ -17,10 +17,12 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from benchmark.config import Option
 from benchmark.errors import UserError
 from benchmark.metrics import pairwise_distance
+from datasets.transforms import degrade
 from methods.backbones import FEATURE_DIMS, BNNeck, gap
-from methods.base import Batch, Method, count_params, register_method
+from methods.base import GALLERY, QUERY, Batch, EvalContext, Method, register_method
 from methods.losses import batch_hard_triplet, identity_loss
 from methods.raft import RAFT
 from methods.swa import SpaceHead, raft_loss, swa_identity_loss, swa_triplet_loss
@@ -28,33 +30,26 @@ from methods.two_stream import TwoStreamBackbone
 
 DISTANCES = ("weighted", "mean", "hr-only")
 
-
-def degrade(x: torch.Tensor, rates: list[int], generator: torch.Generator | None = None,
-            fixed: int | None = None) -> torch.Tensor:
-    """I'_LR = down(I_HR): bicubic down-sampling (antialiased) by r per image, drawn uniformly
-    from ``rates`` (or ``fixed``), then bicubic back to the input size, like real LR images."""
-    b, _, h, w = x.shape
-    if b == 0:
-        return x
-    if fixed is not None:
-        r = torch.full((b,), int(fixed))
-    else:
-        pick = torch.randint(0, len(rates), (b,), generator=generator)
-        r = torch.tensor([int(rates[i]) for i in pick])
-    out = torch.empty_like(x)
-    for rate in r.unique().tolist():
-        sel = (r == rate).to(x.device)
-        small = nn.functional.interpolate(x[sel], size=(max(1, h // rate), max(1, w // rate)),
-                                          mode="bicubic", antialias=True, align_corners=False)
-        out[sel] = nn.functional.interpolate(small, size=(h, w), mode="bicubic",
-                                             align_corners=False)
-    return out
+#: the ``ftwa`` config section, shared by FTWA, FTWA-R and FTWA-B (readings in method-notes.md)
+OPTIONS = {
+    "raft_width": Option(64, "RAFT's width C (reduce 1x1 conv from the backbone width)"),
+    "raft_blocks": Option(6, "information multi-distillation blocks B"),
+    "raft_attention": Option("gap", "gap: GAP + LeakyReLU (FTWA's figure); contrast: IMDN's "
+                             "std + mean + ReLU", ("gap", "contrast")),
+    "raft_detach_target": Option(False, "stop the gradient of F_HR in L_RAFT"),
+    "distance": Option("auto", "test distance: auto (ftwa: weighted, ftwa-r: mean), weighted, "
+                       "mean or hr-only", ("auto", *DISTANCES)),
+    "gallery_lr_rate": Option(3, "rate of a gallery image's down-sampled copy (for v'_LR) at "
+                              "test time"),
+}
 
 
 class _TwoStream(Method):
     """What all FTWA variants share: the two-stream backbone and the mixed-batch forward."""
 
     mix_resolutions = True
+    config_section = "ftwa"
+    options = OPTIONS
 
     def __init__(self, cfg: dict[str, Any], num_classes: int):
         super().__init__(cfg, num_classes)
@@ -77,21 +72,14 @@ class _TwoStream(Method):
         return {"F_HR": maps[:n_hr], "F_LR_syn": maps[n_hr : 2 * n_hr], "F_LR": maps[2 * n_hr :],
                 "y_hr": batch.labels[~is_lr], "y_lr": batch.labels[is_lr]}
 
-    def parameter_breakdown(self) -> dict[str, Any]:
-        modules = {"E_H": count_params(self.backbone.enc_hr),
-                   "E_L": count_params(self.backbone.enc_lr),
-                   "E_ID": count_params(self.backbone.enc_id)}
-        modules |= self._head_counts()
-        train_only = sum(count_params(m) for m in self._train_only())
-        total = count_params(self)
-        return {"modules": modules, "all": total, "inference_path": total - train_only,
-                "train_only": train_only}
+    def module_roles(self) -> dict[str, tuple[nn.Module, set[str]]]:
+        """E_L serves LR queries and the gallery's down-sampled copies; E_H the HR gallery."""
+        b = self.backbone
+        return {"E_H": (b.enc_hr, {GALLERY}), "E_L": (b.enc_lr, {QUERY, GALLERY}),
+                "E_ID": (b.enc_id, {QUERY, GALLERY})} | self._head_roles()
 
-    def _head_counts(self) -> dict[str, int]:
+    def _head_roles(self) -> dict[str, tuple[nn.Module, set[str]]]:
         return {}
-
-    def _train_only(self) -> list[nn.Module]:
-        return []
 
 
 @register_method
@@ -102,6 +90,7 @@ class FTWAB(_TwoStream):
 
     name = "ftwa-b"
     description = "FTWA-B: two-stream backbone (E_H, E_L, shared E_ID), plain ID + triplet"
+    paper_name = "FTWA-B"
 
     def __init__(self, cfg: dict[str, Any], num_classes: int):
         super().__init__(cfg, num_classes)
@@ -121,11 +110,15 @@ class FTWAB(_TwoStream):
     def embed(self, images: torch.Tensor, is_lr: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"feat": self.head.bn(gap(self.backbone(images, is_lr)))}
 
-    def _head_counts(self) -> dict[str, int]:
-        return {"head": count_params(self.head)}
+    def module_roles(self) -> dict[str, tuple[nn.Module, set[str]]]:
+        """E_L for LR queries, E_H for the HR gallery; no down-sampled gallery copy."""
+        roles = super().module_roles()
+        roles["E_L"] = (self.backbone.enc_lr, {QUERY})
+        return roles
 
-    def _train_only(self) -> list[nn.Module]:
-        return [self.head.classifier]
+    def _head_roles(self) -> dict[str, tuple[nn.Module, set[str]]]:
+        return {"head.bn": (self.head.bn, {QUERY, GALLERY}),
+                "classifier": (self.head.classifier, set())}
 
 
 class _FourVectors(_TwoStream):
@@ -236,18 +229,41 @@ class _FourVectors(_TwoStream):
                  ) -> torch.Tensor:
         return self.distances(query, gallery)[self.distance_name]
 
-    def _head_counts(self) -> dict[str, int]:
-        return {"RAFT": count_params(self.raft), "head_HR": count_params(self.head_hr),
-                "head_LR": count_params(self.head_lr)}
+    def _head_roles(self) -> dict[str, tuple[nn.Module, set[str]]]:
+        """RAFT makes v'_HR of LR queries; both space heads (BN-neck and, for FTWA, the quality
+        evaluator W) serve both paths; the classifiers are training only."""
+        both = {QUERY, GALLERY}
+        roles: dict[str, tuple[nn.Module, set[str]]] = {"RAFT": (self.raft, {QUERY})}
+        for label, head in (("HR", self.head_hr), ("LR", self.head_lr)):
+            roles[f"head_{label}.bn"] = (head.neck.bn, both)
+            if head.quality is not None:
+                roles[f"W_{label}"] = (head.quality, both)
+            roles[f"classifier_{label}"] = (head.neck.classifier, set())
+        return roles
 
-    def _train_only(self) -> list[nn.Module]:
-        return [self.head_hr.neck.classifier, self.head_lr.neck.classifier]
+    def evaluation_extras(self, context: EvalContext) -> dict[str, Any]:
+        """The quality weights at test time, per kind of vector (FTWA only): their means show
+        whether SWA's weights collapsed to 0 / 1 for one kind."""
+        if not self.weighted:
+            return {}
+        q, g = context.query, context.gallery
+
+        def stats(w: torch.Tensor) -> dict[str, float]:
+            return {"mean": float(w.mean()), "min": float(w.min()), "max": float(w.max())}
+
+        return {"swa": {
+            "query_w_lr (real LR)": stats(q["w_lr"]),
+            "query_w_hr (RAFT-made v'_HR)": stats(q["w_hr"]),
+            "gallery_w_hr (real HR)": stats(g["w_hr"]),
+            "gallery_w_lr (down-sampled copy v'_LR)": stats(g["w_lr"]),
+        }}
 
 
 @register_method
 class FTWAR(_FourVectors):
     name = "ftwa-r"
     description = "FTWA-R: two streams + RAFT feature transform, plain losses over four vectors"
+    paper_name = "FTWA-R"
     weighted = False
     default_distance = "mean"
 
@@ -256,5 +272,6 @@ class FTWAR(_FourVectors):
 class FTWA(_FourVectors):
     name = "ftwa"
     description = "FTWA: two streams + RAFT + self-weighted attention losses and distance"
+    paper_name = "FTWA"
     weighted = True
     default_distance = "weighted"

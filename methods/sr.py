@@ -16,34 +16,37 @@ counts in the query path only: gallery images are HR and skip it.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
-from datasets.transforms import IMAGENET_MEAN, IMAGENET_STD
-from methods.base import Batch, Method, count_params, register_method
+from benchmark.config import Option
+from datasets.transforms import degrade, from_pixels, to_pixels
+from methods.base import GALLERY, QUERY, Batch, EvalContext, Method, register_method
 from methods.baseline import Baseline
-from methods.ftwa import degrade
 from methods.sr_nets import build_sr
 
-
-def to_pixels(x: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalised -> [0, 1] pixels."""
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return x * std + mean
-
-
-def from_pixels(p: torch.Tensor) -> torch.Tensor:
-    mean = torch.tensor(IMAGENET_MEAN, device=p.device, dtype=p.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=p.device, dtype=p.dtype).view(1, 3, 1, 1)
-    return (p - mean) / std
+#: the ``sr`` config section, shared by the SR-then-ReID methods
+OPTIONS = {
+    "network": Option("imdn", "imdn (IMDN on pixels, the structure RAFT uses on features) or "
+                      "espcn", ("imdn", "espcn")),
+    "width": Option(32, "IMDN channels (ESPCN: 2x this)"),
+    "blocks": Option(4, "IMDN blocks"),
+    "pretrain_fraction": Option(0.3, "sr-two-stage: share of the optimiser steps that train "
+                                "the SR network"),
+    "mu": Option(1.0, "sr-joint: weight of the L1 SR loss"),
+    "eval_images": Option(200, "held-out test pairs for PSNR / SSIM"),
+}
 
 
 class _SRThenReID(Method):
     """An optional SR network in front of the Baseline's ReID network."""
 
     uses_sr: ClassVar[bool] = True
+    config_section = "sr"
+    options = OPTIONS
 
     def __init__(self, cfg: dict[str, Any], num_classes: int):
         super().__init__(cfg, num_classes)
@@ -70,21 +73,35 @@ class _SRThenReID(Method):
             x[is_lr] = self.restore(images[is_lr])
         return self.reid.embed(x, is_lr)
 
-    def sr_loss(self, hr: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """L1 between SR(down(I_HR)) and I_HR in pixels; also returns SR(down(I_HR))."""
+    def sr_loss(self, hr: torch.Tensor, generator: torch.Generator | None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """L1 between SR(down(I_HR)) and I_HR in pixels (rates drawn with ``generator``); also
+        returns SR(down(I_HR))."""
         target = to_pixels(hr)
-        lr = degrade(target, self.rates, getattr(self, "_generator", None))
+        lr = degrade(target, self.rates, generator)
         restored = self.restore_pixels(lr)
         return (restored - target).abs().mean(), from_pixels(restored)
 
-    def parameter_breakdown(self) -> dict[str, Any]:
-        sr = count_params(self.sr) if self.sr is not None else 0
-        reid_infer = count_params(self.reid.backbone) + count_params(self.reid.neck.bn)
-        return {"modules": {"SR": sr, "ReID": reid_infer,
-                            "classifier": count_params(self.reid.neck.classifier)},
-                "all": count_params(self), "inference_path": sr + reid_infer,
-                "query_path": sr + reid_infer, "gallery_path": reid_infer,
-                "train_only": count_params(self.reid.neck.classifier)}
+    def module_roles(self) -> dict[str, tuple[torch.nn.Module, set[str]]]:
+        """The SR network restores LR queries only; gallery images are HR and skip it."""
+        roles = {} if self.sr is None else {"SR": (self.sr, {QUERY})}
+        return roles | {"ReID": (self.reid.backbone, {QUERY, GALLERY}),
+                        "ReID.bn": (self.reid.neck.bn, {QUERY, GALLERY}),
+                        "classifier": (self.reid.neck.classifier, set())}
+
+    def evaluation_extras(self, context: EvalContext) -> dict[str, Any]:
+        """PSNR / SSIM of the SR output and of bicubic per rate, and a picture strip."""
+        from methods.sr_eval import sr_quality, sr_strip
+
+        prep, device = context.prep, context.device
+        rates = [int(r) for r in self.cfg["data"]["rates"]]
+        strip = Path(context.out_dir) / f"{context.run_id}.sr.png"
+        return {"sr": {
+            "quality": sr_quality(self, prep, device, int(self.cfg["sr"]["eval_images"]), rates),
+            "metric_note": "PSNR (dB) / SSIM of SR output and of bicubic against HR, [0, 1] "
+                           "pixels, torchmetrics, mean over images",
+            "strip": str(sr_strip(self, prep, device, strip)),
+        }}
 
 
 @register_method
@@ -92,7 +109,11 @@ class SRBicubic(_SRThenReID):
     name = "sr-bicubic"
     description = "bicubic up-sampling of LR queries, then the Baseline trained on HR images"
     uses_sr = False
-    train_only_hr = True
+
+    @classmethod
+    def training_mask(cls, is_lr: np.ndarray) -> np.ndarray:
+        """The HR images of the training split only."""
+        return ~np.asarray(is_lr, dtype=bool)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.reid.training_step(batch)
@@ -112,7 +133,6 @@ class SRTwoStage(_SRThenReID):
         self.sr_steps = max(1, int(round(total_steps * float(self.cfg["sr"]["pretrain_fraction"]))))
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        self._generator = batch.generator
         step = int(self.steps_done)
         self.steps_done += 1
         hr = batch.images[~batch.is_lr]
@@ -120,7 +140,7 @@ class SRTwoStage(_SRThenReID):
             if len(hr) == 0:
                 zero = batch.images.sum() * 0.0
                 return {"loss": zero, "sr_l1": zero.detach()}
-            l_sr, _ = self.sr_loss(hr)
+            l_sr, _ = self.sr_loss(hr, batch.generator)
             return {"loss": l_sr, "sr_l1": l_sr.detach()}
         # stage 2: the SR network frozen, ReID on HR + super-resolved LR images
         self.sr.eval()
@@ -146,13 +166,12 @@ class SRJoint(_SRThenReID):
     mix_resolutions = True
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        self._generator = batch.generator
         is_lr = batch.is_lr
         hr, lr = batch.images[~is_lr], batch.images[is_lr]
         parts, labels = [batch.images[~is_lr]], [batch.labels[~is_lr]]
         l_sr = batch.images.sum() * 0.0
         if len(hr):
-            l_sr, restored = self.sr_loss(hr)
+            l_sr, restored = self.sr_loss(hr, batch.generator)
             parts.append(restored)
             labels.append(batch.labels[~is_lr])
         if len(lr):

@@ -23,7 +23,7 @@ def _png(fig) -> bytes:
 def cmc_curves(frame: pd.DataFrame, title: str) -> bytes:
     """Mean CMC (rank 1..50) per method over its runs."""
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    for method, g in sorted(frame.groupby("method"), key=lambda kv: kv[0]):
+    for method, g in sorted(frame.groupby("label"), key=lambda kv: kv[0]):
         curves = np.array([np.asarray(c, dtype=float) for c in g["cmc"]])
         ranks = np.arange(1, curves.shape[1] + 1)
         ax.plot(ranks, curves.mean(axis=0), label=f"{method} (n={len(g)})")
@@ -57,7 +57,7 @@ def rank1_by_rate(frame: pd.DataFrame, title: str) -> bytes:
     rows = []
     for _, r in frame.iterrows():
         for rate, m in (r["by_rate"] or {}).items():
-            rows.append({"method": r["method"], "rate": int(rate), "rank1": m["rank1"]})
+            rows.append({"method": r["label"], "rate": int(rate), "rank1": m["rank1"]})
     data = pd.DataFrame(rows).groupby(["method", "rate"])["rank1"].mean().unstack()
     fig, ax = plt.subplots(figsize=(5.2, 3.4))
     width = 0.8 / max(1, len(data.columns))

@@ -7,7 +7,6 @@ self-contained file with the same figures inlined as base64 (no network needed).
 from __future__ import annotations
 
 import base64
-import html
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,22 +16,16 @@ import jinja2
 import pandas as pd
 
 from reports import plots
-from reports.tables import (
-    LADDER,
+from reports.formatting import (
     MISSING,
-    aggregate,
     all_results,
-    check,
-    cost_frame,
     display_table1,
     display_table2,
-    load_store,
-    paper_tables,
-    runs_frame,
-    sr_frame,
-    table1,
-    table2,
+    html_table,
+    md_table,
 )
+from reports.paper import TABLE2_DATASET, check, ladder, paper_tables, table1, table2
+from reports.results import GROUP, aggregate, cost_frame, load_store, runs_frame, sr_frame
 
 GENERATED_BANNER = ("Generated data: the reproduced numbers below come from images the suite "
                     "generated (synthetic / synth stand-ins), not from the real datasets. They "
@@ -52,37 +45,11 @@ class Figure:
         return base64.b64encode(self.png).decode()
 
 
-def md_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return f"_{MISSING} (no rows)_"
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for _, row in df.iterrows():
-        cells = [_fmt_value(v).replace("|", "\\|") for v in row]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def html_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return f"<p><em>{MISSING} (no rows)</em></p>"
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt_value(v))}</td>" for v in row)
-                   + "</tr>" for _, row in df.iterrows())
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def _fmt_value(v: Any) -> str:
-    if isinstance(v, float):
-        return MISSING if v != v else f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
-    return str(v)
-
-
 def _provenance_table(agg: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for _, c in agg.iterrows():
         p = c["provenance"]
-        rows.append({"method": c["method"], "dataset": c["dataset"], "n": c["n"],
+        rows.append({"method": c["label"], "dataset": c["dataset"], "n": c["n"],
                      "data": p["data"], "seeds": ",".join(map(str, p["seeds"])),
                      "trials": ",".join(map(str, p["trials"])),
                      "commits": ", ".join(x[:12] for x in p["commits"]),
@@ -97,6 +64,8 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
     paper = paper_tables()
     frame = runs_frame(store)
     agg = aggregate(frame)
+    if not frame.empty:  # each run's row label (its method, and config variant if several)
+        frame = frame.merge(agg[[*GROUP, "label"]], on=GROUP, how="left")
     cost = cost_frame(store)
     sr = sr_frame(frame) if not frame.empty else pd.DataFrame()
     sections = []
@@ -105,11 +74,12 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
         sub = agg[agg.profile == profile]
         fr = frame[frame.profile == profile]
         ladders = []
-        for dataset in ["mlr-cuhk03"] + sorted(set(sub.dataset) - {"mlr-cuhk03"}):
-            on_ladder = (sub.dataset == dataset) & sub.method.isin(LADDER)
-            if dataset == "mlr-cuhk03" or on_ladder.any():
+        steps = ladder(paper)
+        for dataset in [TABLE2_DATASET] + sorted(set(sub.dataset) - {TABLE2_DATASET}):
+            on_ladder = (sub.dataset == dataset) & sub.method.isin(steps)
+            if dataset == TABLE2_DATASET or on_ladder.any():
                 t = display_table2(table2(agg, profile, paper, dataset))
-                ladders.append({"dataset": dataset, "paper": dataset == "mlr-cuhk03",
+                ladders.append({"dataset": dataset, "paper": dataset == TABLE2_DATASET,
                                 "generated": bool(sub[sub.dataset == dataset].generated.any()),
                                 "md": md_table(t), "html": html_table(t), "frame": t})
         t1 = display_table1(table1(agg, profile, paper))
@@ -123,9 +93,9 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
                 figures.append(Figure(f"Rank-1 per down-sampling rate, {dataset} ({profile})",
                                       f"rate__{profile}__{dataset}.png",
                                       plots.rank1_by_rate(g, f"rank-1 per rate r, {dataset}")))
-        for _, r in fr[fr["strip"].notna()].sort_values(["dataset", "method"]).iterrows():
+        for _, r in fr[fr["strip"].notna()].sort_values(["dataset", "label"]).iterrows():
             figures.append(Figure(
-                f"{r['method']} on {r['dataset']} (seed {r['seed']}): LR input, bicubic, "
+                f"{r['label']} on {r['dataset']} (seed {r['seed']}): LR input, bicubic, "
                 f"learned SR, HR", f"sr__{r['run_id']}.png", Path(r["strip"]).read_bytes()))
         speed = cost[cost.profile == profile] if not cost.empty else cost
         if not speed.empty:

@@ -92,13 +92,23 @@ def test_training_step(benchmark, name, profile):
     opt = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-5)
     method.train()
 
+    before = {n: p.detach().clone() for n, p in method.named_parameters() if p.requires_grad}
+    losses = []
+
     def step():
         opt.zero_grad(set_to_none=True)
-        method.training_step(batch)["loss"].backward()
+        loss = method.training_step(batch)["loss"]
+        loss.backward()
         opt.step()
+        losses.append(float(loss.detach()))
 
     benchmark.pedantic(step, rounds=3, warmup_rounds=1)
     benchmark.extra_info["images_per_s"] = b / benchmark.stats.stats.median
+    # the step that was timed is a real one: finite losses, and it moved the weights
+    assert len(losses) == 4 and all(np.isfinite(losses))
+    moved = [n for n, p in method.named_parameters() if p.requires_grad
+             and not torch.equal(p.detach(), before[n])]
+    assert moved, f"{name}: the timed training step changed no parameter"
 
 
 @pytest.mark.parametrize("path", ["query", "gallery"])
@@ -116,5 +126,9 @@ def test_inference_step(benchmark, name, profile, path):
         with torch.no_grad():
             return method.embed(x, is_lr)
 
-    benchmark.pedantic(embed, rounds=3, warmup_rounds=1)
+    out = benchmark.pedantic(embed, rounds=3, warmup_rounds=1)
     benchmark.extra_info["images_per_s"] = b / benchmark.stats.stats.median
+    # what was timed embeds every image, deterministically in eval mode
+    assert all(v.shape[0] == b and torch.isfinite(v).all() for v in out.values())
+    again = embed()
+    assert all(torch.equal(out[k], again[k]) for k in out)

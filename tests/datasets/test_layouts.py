@@ -10,8 +10,8 @@ import pytest
 from benchmark.config import load_config
 from benchmark.errors import UserError
 from datasets import build_dataset
+from datasets.bank import build_bank
 from datasets.check import check_data
-from datasets.loader import build_bank
 from datasets.protocols import GENERATED_MARKER
 from datasets.synth import write_like
 
@@ -133,7 +133,7 @@ def test_caviar_cameras_and_one_camera_ids(root):
 
 
 def test_hr_control_refused_for_genuine_lr(root):
-    from benchmark.runner import prepare_data
+    from datasets.bank import prepare_data
 
     with pytest.raises(UserError, match="genuinely LR"):
         prepare_data("caviar", cfg("eval.query_resolution=hr"), str(root), progress=False)

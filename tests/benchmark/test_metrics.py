@@ -223,3 +223,24 @@ def test_pairwise_distance():
     assert pairwise_distance(q, g).squeeze().tolist() == pytest.approx([5.0, 0.0])
     cos = pairwise_distance(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]]), "cosine")
     assert cos.item() == pytest.approx(1.0)
+
+
+def test_single_shot_draws_a_new_gallery_each_repeat():
+    """Query 0 (pid 1) has two gallery images of its id, at distances 0.1 and 0.9, and a
+    distractor at 0.5: rank-1 is 1 when a repeat keeps the near image, else 0. The mean over
+    repeats must equal the mean over the draws the generator makes, repeat by repeat."""
+    dist = np.array([[0.1, 0.9, 0.5]])
+    g_pids, g_cams = np.array([1, 1, 2]), np.array([1, 1, 1])
+    q_pids, q_cams = np.array([1]), np.array([0])
+    repeats = 40
+    result = single_shot_metrics(dist, q_pids, g_pids, q_cams, g_cams, repeats=repeats,
+                                 generator=np.random.default_rng(3))
+    rng = np.random.default_rng(3)
+    hits = []
+    for _ in range(repeats):  # the draw, written out: first of each pid in a permutation
+        perm = rng.permutation(3)
+        kept_for_pid1 = next(i for i in perm if g_pids[i] == 1)
+        hits.append(1.0 if kept_for_pid1 == 0 else 0.0)
+    assert 0 < np.mean(hits) < 1
+    assert result.cmc[0] == pytest.approx(np.mean(hits))
+    assert result.extra["repeats"] == repeats

@@ -9,7 +9,7 @@ import torch
 
 from benchmark.config import load_config
 from datasets import build_dataset
-from datasets.loader import build_bank
+from datasets.bank import build_bank
 from datasets.synth import write_like
 from datasets.transforms import augment, normalize
 

@@ -5,7 +5,7 @@ import torch
 from benchmark.config import load_config
 from benchmark.errors import UserError
 from datasets import Sample, build_dataset
-from datasets.loader import build_bank
+from datasets.bank import build_bank
 from datasets.samplers import PKSampler
 from datasets.transforms import augment, downsample, normalize, prepare
 

@@ -19,9 +19,7 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from datasets.transforms import downsample, normalize
-from methods.ftwa import degrade
-from methods.sr import to_pixels
+from datasets.transforms import degrade, downsample, normalize, to_pixels
 
 
 def _pairs(prep, max_images: int, rates: list[int]) -> list[tuple[int, torch.Tensor, torch.Tensor]]:

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from benchmark.config import load_config
+from datasets.transforms import degrade
 from methods import METHODS, Batch, build_method
 from methods.base import count_params
-from methods.ftwa import degrade
 from methods.losses import batch_hard_triplet
 from methods.raft import RAFT, IMDBlock
 from methods.swa import raft_loss, swa_identity_loss, swa_triplet_loss
@@ -220,9 +220,28 @@ def test_weighted_distance_hand_computed():
     assert torch.allclose(got["weighted"], expect, atol=1e-4)
     assert torch.allclose(m.distance(q, g), expect, atol=1e-4)
     assert torch.allclose(got["hr-only"], torch.tensor([[5.0, 1.0], [20 ** 0.5, 0.0]]), atol=1e-4)
+    # mean: the plain average of the two spaces' distances
+    assert torch.allclose(got["mean"], torch.tensor([[3.0, 1.5], [(20 ** 0.5 + 1) / 2, 1.0]]),
+                          atol=1e-4)
     hr_only = build_method("ftwa", load_config("smoke", ["model.weights=none",
+                                                         "eval.normalize=false",
                                                          "ftwa.distance=hr-only"]), 4)
     assert hr_only.distance_name == "hr-only"
+    assert torch.allclose(hr_only.distance(q, g), got["hr-only"])
+
+
+def test_default_test_distances():
+    """FTWA ranks by the weighted distance, FTWA-R (no weights) by the mean of the two spaces,
+    FTWA-B by the plain distance between v_LR(q) and v_HR(g)."""
+    cfg = load_config("smoke", ["model.weights=none", "eval.normalize=false"])
+    q = {"hr": torch.tensor([[0.0, 0.0]]), "lr": torch.tensor([[0.0, 0.0]]),
+         "w_hr": torch.tensor([1.0]), "w_lr": torch.tensor([0.1])}
+    g = {"hr": torch.tensor([[3.0, 4.0]]), "lr": torch.tensor([[0.0, 1.0]]),
+         "w_hr": torch.tensor([1.0]), "w_lr": torch.tensor([1.0])}
+    ftwa, ftwa_r = build_method("ftwa", cfg, 4), build_method("ftwa-r", cfg, 4)
+    assert (ftwa.distance_name, ftwa_r.distance_name) == ("weighted", "mean")
+    assert ftwa_r.distance(q, g).item() == pytest.approx(3.0)  # (5 + 1) / 2
+    assert ftwa.distance(q, g).item() == pytest.approx((5 + 0.1 * 1) / 1.1)
 
 
 @pytest.mark.parametrize("name", VARIANTS)

@@ -108,6 +108,26 @@ def test_baseline_shapes_gradients_and_embedding(smoke_cfg):
     assert counts["inference_path"] == counts["all"] - 4 * 512  # classifier not at test time
 
 
+def test_embedding_is_the_bn_neck_feature(smoke_cfg):
+    """The test embedding is BN(GAP(backbone(x))) with the neck's running statistics, not the
+    pooled feature before the neck."""
+    m = build_method("baseline", smoke_cfg, num_classes=4)
+    with torch.no_grad():  # running statistics far from identity, so BN changes the feature
+        m.neck.bn.running_mean.uniform_(-1, 1)
+        m.neck.bn.running_var.uniform_(0.2, 4)
+        m.neck.bn.weight.uniform_(0.5, 2)
+    m.eval()
+    x = torch.randn(6, 3, 64, 32)
+    with torch.no_grad():
+        v = m.features(x)
+        bn = m.neck.bn
+        expected = (v - bn.running_mean) / torch.sqrt(bn.running_var + bn.eps) * bn.weight \
+            + bn.bias
+        got = m.embed(x, torch.zeros(6, dtype=torch.bool))["feat"]
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert not torch.allclose(got, v, atol=1e-2)
+
+
 def test_unknown_method_lists_valid(smoke_cfg):
     with pytest.raises(UserError, match="valid methods: .*baseline"):
         build_method("nope", smoke_cfg, 4)

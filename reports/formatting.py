@@ -1,0 +1,97 @@
+"""Formatting: cells as 'mean ± std [n]' and 'paper → reproduced (difference)', tables in
+display form, Markdown and HTML tables."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+MISSING = "—"
+
+
+def fmt(mean: float, std: float, n: int) -> str:
+    if n == 0 or mean is None or np.isnan(mean):
+        return MISSING
+    return f"{mean:.1f} ± {std:.1f} [n={n}]" if n > 1 else f"{mean:.1f} [n=1]"
+
+
+def cell_text(paper: float, mean: float, std: float, n: int) -> str:
+    """'paper → reproduced (difference)', with — for what is missing."""
+    p = MISSING if paper is None or np.isnan(paper) else f"{paper:.1f}"
+    r = fmt(mean, std, n)
+    if p == MISSING and r == MISSING:
+        return MISSING
+    diff = "" if MISSING in (p, r) else f" ({mean - paper:+.1f})"
+    return f"{p} → {r}{diff}"
+
+
+def display_table1(long: pd.DataFrame) -> pd.DataFrame:
+    """Methods x (dataset, rank) with 'paper → reproduced (difference)' cells."""
+    out = []
+    for (name, status), g in long.groupby(["method", "status"], sort=False):
+        row = {"method": name, "status": status}
+        for _, c in g.iterrows():
+            row[f"{c['dataset']} {c['rank']}"] = cell_text(c["paper"], c["mean"], c["std"],
+                                                           c["n"])
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def display_table2(long: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for name, g in long.groupby("method", sort=False):
+        r1, r5 = g[g["rank"] == "R1"].iloc[0], g[g["rank"] == "R5"].iloc[0]
+        out.append({
+            "method": name,
+            "rank-1: paper → reproduced (diff)": cell_text(r1["paper"], r1["mean"], r1["std"],
+                                                           r1["n"]),
+            "rank-5: paper → reproduced (diff)": cell_text(r5["paper"], r5["mean"], r5["std"],
+                                                           r5["n"]),
+            "mAP": fmt(r1["mAP"], r1["mAP_std"], r1["n"]),
+            "HR->HR control rank-1": fmt(r1["control_rank1"], r1["control_rank1_std"], r1["n"]),
+        })
+    return pd.DataFrame(out)
+
+
+def all_results(agg: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """Every (method, dataset, config) with runs at this profile, reproduced numbers only."""
+    sub = agg[agg.profile == profile].sort_values(["dataset", "label", "config_hash"])
+    return pd.DataFrame([{
+        "dataset": c["dataset"], "method": c["label"], "config": c["config_hash"],
+        "data": c["provenance"]["data"],
+        "rank-1": fmt(c["rank1_mean"], c["rank1_std"], c["n"]),
+        "rank-5": fmt(c["rank5_mean"], c["rank5_std"], c["n"]),
+        "mAP": fmt(c["mAP_mean"], c["mAP_std"], c["n"]),
+        "HR->HR control rank-1": fmt(c["control_rank1_mean"], c["control_rank1_std"], c["n"]),
+    } for _, c in sub.iterrows()])
+
+
+def md_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return f"_{MISSING} (no rows)_"
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, row in df.iterrows():
+        cells = [_fmt_value(v).replace("|", "\\|") for v in row]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def html_table(df: pd.DataFrame) -> str:
+    if df.empty:
+        return f"<p><em>{MISSING} (no rows)</em></p>"
+    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt_value(v))}</td>" for v in row)
+                   + "</tr>" for _, row in df.iterrows())
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float):
+        return MISSING if v != v else f"{v:.3g}" if abs(v) < 10 else f"{v:.1f}"
+    return str(v)
+
+

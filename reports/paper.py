@@ -1,0 +1,147 @@
+"""The paper's data: its published tables (the project's copy of tables.yaml), which of our
+methods is which row (each method's ``paper_name``), and the paper-vs-reproduced tables
+(Table 1, Table 2 and the regression check)."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+#: the dataset of the paper's Table 2 (its ablation is on MLR-CUHK03 only)
+TABLE2_DATASET = "mlr-cuhk03"
+
+
+def paper_tables() -> dict[str, Any]:
+    """The paper's published numbers, read from the project's copy of tables.yaml."""
+    return yaml.safe_load((resources.files("reports") / "paper_tables.yaml").read_text())
+
+
+def paper_names() -> dict[str, str]:
+    """Our method name -> its row name in the paper's tables (from each method's paper_name)."""
+    from methods import METHODS
+
+    return {name: cls.paper_name for name, cls in METHODS.items() if cls.paper_name}
+
+
+def ladder(paper: dict[str, Any]) -> list[str]:
+    """Our methods on the paper's ablation ladder (Table 2), in the paper's row order."""
+    ours = {v: k for k, v in paper_names().items()}
+    return [ours[row] for row in paper["table2"] if row in ours]
+
+
+def table1_datasets(paper: dict[str, Any]) -> list[str]:
+    """Table 1's columns, in the paper's order."""
+    return list(paper["datasets"])
+
+
+def _cell(agg: pd.DataFrame, profile: str, label: str | None, dataset: str
+          ) -> dict[str, Any] | None:
+    if label is None or agg.empty:
+        return None
+    sel = agg[(agg.profile == profile) & (agg.label == label) & (agg.dataset == dataset)]
+    return None if sel.empty else sel.iloc[0].to_dict()
+
+
+def _long_row(name: str, status: str, dataset: str, rank: str, pub: float | None,
+              cell: dict[str, Any] | None) -> dict[str, Any]:
+    key = "rank1" if rank == "R1" else "rank5"
+    mean = cell[f"{key}_mean"] if cell else np.nan
+    paper = np.nan if pub is None else float(pub)
+    return {"method": name, "status": status, "dataset": dataset, "rank": rank,
+            "paper": paper, "mean": mean, "std": cell[f"{key}_std"] if cell else np.nan,
+            "n": int(cell["n"]) if cell else 0, "diff": mean - paper,
+            "config": cell["config_hash"] if cell else ""}
+
+
+def _labels(agg: pd.DataFrame, profile: str, datasets: list[str]) -> dict[str, str]:
+    """{label: method} of the runs at ``profile`` on ``datasets``."""
+    if agg.empty:
+        return {}
+    sub = agg[(agg.profile == profile) & agg.dataset.isin(datasets)]
+    return dict(sorted(zip(sub.label, sub.method)))
+
+
+def _row_name(paper_row: str, label: str, method: str) -> str:
+    return paper_row if label == method else f"{paper_row} {label[len(method):].strip()}"
+
+
+def table1(agg: pd.DataFrame, profile: str, paper: dict[str, Any]) -> pd.DataFrame:
+    """Table 1 in long form: one row per (method, dataset, rank) with the paper's number, the
+    reproduced mean, std and n, and the difference. A method run with several configs at this
+    profile gives one row per config variant. The paper's rows that the suite does not run keep
+    their published numbers, marked "published, not run here"."""
+    columns = table1_datasets(paper)
+    labels = _labels(agg, profile, columns)
+    names = paper_names()
+    entries: list[tuple[str, str | None, dict | None]] = []  # (row name, label, published)
+    for row, published in paper["table1"].items():
+        ours = [lab for lab, m in labels.items() if names.get(m) == row]
+        entries += [(_row_name(row, lab, labels[lab]), lab, published) for lab in ours]
+        if not ours:
+            entries.append((row, None, published))
+    entries += [(lab, lab, None) for lab, m in labels.items() if names.get(m) not in
+                paper["table1"]]
+    rows = []
+    for name, label, published in entries:
+        status = ("published, not run here" if label is None else
+                  "paper vs reproduced" if published else "reproduced (not in the paper)")
+        for d in columns:
+            pub = (published or {}).get(d)
+            cell = _cell(agg, profile, label, d)
+            for i, rank in enumerate(("R1", "R5")):
+                rows.append(_long_row(name, status, d, rank, pub[i] if pub else None, cell))
+    return pd.DataFrame(rows)
+
+
+def table2(agg: pd.DataFrame, profile: str, paper: dict[str, Any], dataset: str
+           ) -> pd.DataFrame:
+    """The ablation ladder on one dataset, long form (the paper's numbers exist for
+    TABLE2_DATASET only), with mAP and the HR->HR control rank-1 of the same runs; one row per
+    config variant of a method."""
+    pub_table = paper["table2"] if dataset == TABLE2_DATASET else {}
+    names = paper_names()
+    labels = _labels(agg, profile, [dataset])
+    rows = []
+    for method in ladder(paper):
+        name = names[method]
+        pub = pub_table.get(name)
+        ours = [lab for lab, m in labels.items() if m == method] or [None]
+        for label in ours:
+            cell = _cell(agg, profile, label, dataset)
+            row_name = name if label is None else _row_name(name, label, method)
+            for i, rank in enumerate(("R1", "R5")):
+                row = _long_row(row_name, "", dataset, rank, pub[i] if pub else None, cell)
+                row["mAP"] = cell["mAP_mean"] if cell else np.nan
+                row["mAP_std"] = cell["mAP_std"] if cell else np.nan
+                row["control_rank1"] = cell["control_rank1_mean"] if cell else np.nan
+                row["control_rank1_std"] = cell["control_rank1_std"] if cell else np.nan
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def check(agg: pd.DataFrame, paper: dict[str, Any], tol: float) -> list[str]:
+    """Reproduced numbers on REAL data that differ from the paper by more than ``tol`` points."""
+    failures = []
+    names = paper_names()
+    for _, cell in agg.iterrows():
+        if cell["generated"]:
+            continue
+        name = names.get(cell["method"])
+        sources = [paper["table1"].get(name, {}) or {}]
+        if cell["dataset"] == TABLE2_DATASET and name in paper["table2"]:
+            sources.append({TABLE2_DATASET: paper["table2"][name]})
+        for src in sources:
+            pub = src.get(cell["dataset"])
+            if not pub:
+                continue
+            for i, rank in enumerate(("rank1", "rank5")):
+                diff = cell[f"{rank}_mean"] - pub[i]
+                if abs(diff) > tol:
+                    failures.append(f"{cell['label']} on {cell['dataset']} ({cell['profile']}) "
+                                    f"{rank}: {cell[f'{rank}_mean']:.1f} vs paper {pub[i]:.1f} "
+                                    f"({diff:+.1f} > {tol})")
+    return sorted(set(failures))

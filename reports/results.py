@@ -1,0 +1,200 @@
+"""Results records -> data frames: reading a results folder, one row per run, and the
+aggregation of runs into table cells. Every number comes from the results store.
+
+A cell is the mean ± sample standard deviation over the runs of one (profile, method, dataset,
+config hash), LR->HR queries only: runs that differ only by seed or trial average; runs made
+with different configs never do. ``n`` is the number of runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import UserError
+from benchmark.store import OLD_RUN_SCHEMAS, PROFILE_SCHEMA, SCHEMA, upgrade_record
+from datasets.protocols import GENERATED_MARKER
+
+log = logging.getLogger(__name__)
+
+RUN_SCHEMA = SCHEMA
+GROUP = ["profile", "method", "dataset", "config_hash"]
+
+
+@dataclass
+class Store:
+    """The records of a results folder: run records and profile records."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    profiles: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def load_store(folder: str | Path, skip_bad: bool = False) -> Store:
+    """Read every ``*.json`` under ``folder`` (recursively). A file that is not JSON or not an
+    mlr-bench record raises UserError naming it, or is skipped with a warning under ``skip_bad``.
+    pytest-benchmark's JSON (``*pytest-benchmark*.json``) and the marker ``synth`` leaves in a
+    generated dataset folder are not records and are ignored (``tox -e bench`` writes its
+    stand-in datasets under the results folder it reports on)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"results folder {folder} does not exist")
+    store = Store()
+    for path in sorted(folder.rglob("*.json")):
+        if ("pytest-benchmark" in path.name or path.name == GENERATED_MARKER
+                or ".checkpoints" in path.parts):
+            continue
+        try:
+            data = json.loads(path.read_text())
+            schema = data.get("schema") if isinstance(data, dict) else None
+        except (OSError, json.JSONDecodeError) as exc:
+            problem = f"{path} is not readable JSON ({exc})"
+            schema = None
+            data = None
+        else:
+            problem = (f"{path} is not an mlr-bench record (expected schema {RUN_SCHEMA} or "
+                       f"{PROFILE_SCHEMA}, found {schema!r})")
+        if schema in OLD_RUN_SCHEMAS:
+            data, schema = upgrade_record(data), RUN_SCHEMA
+        if schema == RUN_SCHEMA:
+            store.runs.append(data | {"_path": str(path)})
+        elif schema == PROFILE_SCHEMA:
+            store.profiles.append(data | {"_path": str(path)})
+        elif skip_bad:
+            log.warning("skipped %s", problem)
+            store.skipped.append(problem)
+        else:
+            raise UserError(problem + "; pass --skip-bad to skip such files")
+    return store
+
+
+def runs_frame(store: Store) -> pd.DataFrame:
+    """One row per LR->HR run record."""
+    rows = []
+    for r in store.runs:
+        m = r["metrics"]
+        if m.get("query_resolution", "lr") != "lr":
+            continue
+        ctrl = r.get("control_hr_to_hr") or {}
+        rows.append({
+            "method": r["method"], "dataset": r["dataset"], "profile": r["profile"],
+            "seed": r["seed"], "trial": r["trial"], "variant": variant(r),
+            "generated": bool(r["data"]["generated"]),
+            "rank1": m["rank1"], "rank5": m["rank5"], "rank10": m["rank10"],
+            "rank20": m["rank20"], "mAP": m["mAP"],
+            "control_rank1": ctrl.get("rank1", np.nan), "control_mAP": ctrl.get("mAP", np.nan),
+            "run_id": r["run_id"], "commit": r["environment"]["git_commit"],
+            "config_hash": r["config_hash"], "device": r["environment"]["device_name"],
+            "weights": r["model"]["weights_origin"], "path": r["_path"],
+            "cmc": m["cmc"], "by_rate": m.get("by_rate", {}), "sr": r.get("sr"),
+            "strip": _strip(r["_path"]),
+        })
+    return pd.DataFrame(rows)
+
+
+def _strip(record_path: str) -> str | None:
+    """The SR picture strip saved next to a run record (``<record>.sr.png``), if any."""
+    path = Path(record_path).with_suffix(".sr.png")
+    return str(path) if path.is_file() else None
+
+
+def _agg(group: pd.DataFrame, key: str) -> dict[str, float]:
+    v = group[key].dropna().to_numpy(dtype=float)
+    if len(v) == 0:
+        return {"mean": np.nan, "std": np.nan, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
+            "n": int(len(v))}
+
+
+def variant(record: dict[str, Any]) -> str:
+    """A short hash of the run's config without its dataset's section and trial: runs of one
+    method on several datasets with the same settings share it (one row of Table 1)."""
+    from benchmark.config import run_config
+    from methods import METHODS
+
+    section = METHODS[record["method"]].config_section if record["method"] in METHODS else None
+    part = run_config(record["config"], section, None, keep_dataset=False)
+    return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:6]
+
+
+def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
+    """Mean, std and n per (profile, method, dataset, config hash) for rank-1/5, mAP and the
+    HR control; ``label`` names the method, with its config variant when a method has several
+    at one profile."""
+    rows = []
+    if frame.empty:
+        return pd.DataFrame(columns=[*GROUP, "label", "variant"])
+    several = frame.groupby(["profile", "method"])["variant"].nunique()
+    # the same variant with a different dataset section on one dataset: name the config too
+    hashes = frame.groupby(["profile", "method", "dataset", "variant"])["config_hash"].nunique()
+    for (profile, method, dataset, chash), g in frame.groupby(GROUP):
+        var = g["variant"].iloc[0]
+        label = f"{method} [{var}]" if several[(profile, method)] > 1 else method
+        if hashes[(profile, method, dataset, var)] > 1:
+            label = f"{method} [{var}/{chash}]"
+        row: dict[str, Any] = {"profile": profile, "method": method, "dataset": dataset,
+                               "config_hash": chash, "variant": var, "label": label,
+                               "generated": bool(g["generated"].any()), "n": len(g)}
+        for key in ("rank1", "rank5", "mAP", "control_rank1"):
+            a = _agg(g, key)
+            row[f"{key}_mean"], row[f"{key}_std"] = a["mean"], a["std"]
+        row["provenance"] = provenance(g)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def provenance(g: pd.DataFrame) -> dict[str, Any]:
+    """Where a cell's numbers come from: run ids, commits, config hashes, seeds, device, data."""
+    return {
+        "run_ids": sorted(g["run_id"]), "commits": sorted(set(g["commit"])),
+        "config_hashes": sorted(set(g["config_hash"])), "seeds": sorted(set(g["seed"])),
+        "trials": sorted(set(int(t) for t in g["trial"])), "devices": sorted(set(g["device"])),
+        "weights": sorted(set(g["weights"])),
+        "data": "generated" if g["generated"].any() else "real",
+    }
+
+
+def cost_frame(store: Store) -> pd.DataFrame:
+    rows = []
+    for p in store.profiles:
+        t, params, macs = p["throughput"], p["parameters"], p["macs"]
+        rows.append({
+            "method": p["method"], "profile": p["profile"],
+            "input": f"{p['input_size'][0]}x{p['input_size'][1]}",
+            "params all (M)": params["all"] / 1e6,
+            "params inference (M)": params["inference_path"] / 1e6,
+            "GMACs query": macs["query_gmacs"], "GMACs gallery": macs["gallery_gmacs"],
+            "query img/s": t["query"]["images_per_s"],
+            "gallery img/s": t["gallery"]["images_per_s"],
+            "train img/s": t["train"]["images_per_s"], "batch": p["batch_size"],
+            "precision": p["precision"], "layout": p["layout"],
+            "device": p["environment"]["device_name"], "path": p["_path"],
+        })
+    return pd.DataFrame(rows)
+
+
+def sr_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """PSNR / SSIM per rate of the SR methods' runs (mean over runs)."""
+    rows = []
+    for _, r in frame.iterrows():
+        if not isinstance(r["sr"], dict):
+            continue
+        for rate, q in r["sr"]["quality"].items():
+            rows.append({"method": r.get("label", r["method"]), "dataset": r["dataset"],
+                         "profile": r["profile"], "rate": int(rate),
+                         "PSNR SR": q["psnr_sr"], "PSNR bicubic": q["psnr_bicubic"],
+                         "gain dB": q["gain_db"], "SSIM SR": q["ssim_sr"],
+                         "SSIM bicubic": q["ssim_bicubic"]})
+    if not rows:
+        return pd.DataFrame()
+    return (pd.DataFrame(rows).groupby(["profile", "dataset", "method", "rate"]).mean()
+            .reset_index())
+
+

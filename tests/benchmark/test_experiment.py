@@ -1,0 +1,255 @@
+"""Experiment and training: resume gives the same model as an uninterrupted run; HR control;
+optimiser schedule; run identity."""
+
+import json
+
+import pytest
+import torch
+
+from benchmark.config import load_config
+from benchmark.errors import UserError
+from benchmark.experiment import run_experiment
+from benchmark.optim import lr_factor
+from benchmark.store import load_record, write_json_atomic
+from benchmark.training import train
+from datasets.bank import prepare_data
+from methods import build_method
+
+
+def test_lr_schedule():
+    t = {"warmup_epochs": 2, "warmup_factor": 0.1, "milestones": [4, 6], "gamma": 0.2}
+    assert lr_factor(0, t) == pytest.approx(0.1)
+    assert lr_factor(1, t) == pytest.approx(0.55)
+    assert lr_factor(3, t) == pytest.approx(1.0)
+    assert lr_factor(5, t) == pytest.approx(0.2)
+    assert lr_factor(7, t) == pytest.approx(0.04)
+
+
+def _model(cfg, prep):
+    torch.manual_seed(0)
+    return build_method("baseline", cfg, len(set(prep.labels.tolist())))
+
+
+def test_resume_matches_uninterrupted(tmp_path, monkeypatch):
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=1"])
+    prep = prepare_data("synthetic", cfg, None, progress=False)
+    cpu = torch.device("cpu")
+    full = _model(cfg, prep)
+    train(full, prep, cfg, cpu, seed=3, progress=False)
+
+    # interrupt a second run right after its epoch-1 checkpoint is written
+    import benchmark.training as runner
+
+    class Stop(Exception):
+        pass
+
+    real_save = runner.save_atomic
+
+    def save_then_stop(obj, path):
+        real_save(obj, path)
+        raise Stop
+
+    ckpt = tmp_path / "run.pt"
+    monkeypatch.setattr(runner, "save_atomic", save_then_stop)
+    with pytest.raises(Stop):
+        train(_model(cfg, prep), prep, cfg, cpu, seed=3, checkpoint=ckpt, progress=False)
+    monkeypatch.setattr(runner, "save_atomic", real_save)
+    assert ckpt.exists()
+
+    resumed = _model(cfg, prep)
+    stats = train(resumed, prep, cfg, cpu, seed=3, checkpoint=ckpt, progress=False)
+    assert stats["resumed_from_epoch"] == 1
+    for (n, a), (_, b) in zip(full.state_dict().items(), resumed.state_dict().items()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-5), n
+
+
+def test_hr_control_uses_undownsampled_queries(tmp_path):
+    cfg = load_config("smoke", ["model.weights=none", "eval.query_resolution=hr",
+                                "train.epochs=1", "train.iters_per_epoch=1"])
+    prep = prepare_data("synthetic", cfg, None, progress=False)
+    assert all(prep.samples[i].rate == 1 and not prep.samples[i].is_lr for i in prep.query)
+    rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert rec["metrics"]["query_resolution"] == "hr"
+
+
+def test_records_are_atomic_and_checked(tmp_path):
+    p = write_json_atomic(tmp_path / "a.json", {"schema": "other"})
+    assert json.loads(p.read_text()) == {"schema": "other"}
+    assert not list(tmp_path.glob(".*tmp"))
+    with pytest.raises(UserError, match="a.json"):
+        load_record(p)
+    (tmp_path / "b.json").write_text("{broken")
+    with pytest.raises(UserError, match="b.json"):
+        load_record(tmp_path / "b.json")
+
+
+def test_control_in_the_same_run(tmp_path):
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
+    prep = prepare_data("synthetic", cfg, None, progress=False)
+    assert prep.query_hr is not None and len(prep.query_hr) == len(prep.query)
+    for lr_i, hr_i in zip(prep.query, prep.query_hr):
+        lr, hr = prep.samples[lr_i], prep.samples[hr_i]
+        assert lr.source == hr.source and lr.is_lr and not hr.is_lr and hr.rate == 1
+    rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert rec["metrics"]["query_resolution"] == "lr"
+    ctrl = rec["control_hr_to_hr"]
+    assert ctrl["query_resolution"] == "hr" and ctrl["rank1"] == pytest.approx(ctrl["cmc"][0])
+    off = load_config("smoke", ["model.weights=none", "eval.hr_control=false"])
+    assert prepare_data("synthetic", off, None, progress=False).query_hr is None
+
+
+def test_route_by_crop_height():
+    # smoke crops are 64 px high; LR ones are 64 // r in {32, 21, 16} px high
+    cfg = load_config("smoke", ["model.weights=none", "data.lr_height_threshold=25"])
+    prep = prepare_data("synthetic", cfg, None, progress=False)
+    for i, s in enumerate(prep.samples):
+        assert prep.is_lr[i] == (s.rate in (3, 4))
+    default = prepare_data("synthetic", load_config("smoke"), None, progress=False)
+    assert all(default.is_lr[i] == s.is_lr for i, s in enumerate(default.samples))
+
+
+# -- what a method trains on ---------------------------------------------------------------------
+def test_hr_only_method_trains_on_hr_images_only(tmp_path, monkeypatch):
+    """sr-bicubic declares training_mask = HR only; the experiment applies it: no LR image in
+    any training batch, and the record counts the HR training images."""
+    from methods.sr import SRBicubic
+
+    seen = []
+    real = SRBicubic.training_step
+
+    def spy(self, batch):
+        seen.append(batch.is_lr.clone())
+        return real(self, batch)
+
+    monkeypatch.setattr(SRBicubic, "training_step", spy)
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=3"])
+    rec = run_experiment("sr-bicubic", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert len(seen) == 3 and not any(bool(s.any()) for s in seen)
+    s = cfg["data"]["synthetic"]
+    assert rec["training"]["train_images"] == s["train_ids"] * s["images_per_camera"]  # camera 0
+    base = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert base["training"]["train_images"] == 2 * rec["training"]["train_images"]
+
+
+# -- run identity ------------------------------------------------------------------------------
+def _hash(method: str, dataset: str, cfg) -> str:
+    from benchmark.config import config_hash, run_config
+    from datasets import DATASETS
+    from methods import METHODS
+
+    return config_hash(run_config(cfg, METHODS[method].config_section,
+                                  DATASETS[dataset].config_section))
+
+
+def test_a_key_added_to_one_method_leaves_other_hashes_alone(monkeypatch):
+    from benchmark.config import Option
+    from methods import METHODS
+    from methods.ftwa import OPTIONS
+    from tests.fake_methods import PixelMethod
+
+    before = load_config("smoke")
+    hashes = {m: _hash(m, "synthetic", before) for m in ("baseline", "ftwa", "sr-joint")}
+    # another method with a section of its own, and a new FTWA key
+    plugin = type("PluginMethod", (PixelMethod,), {
+        "name": "test-plugin", "config_section": "test_plugin",
+        "options": {"strength": Option(0.5, "a test option")}})
+    monkeypatch.setitem(OPTIONS, "new_key", Option(1, "a key added later"))
+    METHODS.register("test-plugin", plugin)
+    try:
+        after = load_config("smoke")
+        assert after["test_plugin"] == {"strength": 0.5} and after["ftwa"]["new_key"] == 1
+        assert _hash("baseline", "synthetic", after) == hashes["baseline"]
+        assert _hash("sr-joint", "synthetic", after) == hashes["sr-joint"]
+        assert _hash("ftwa", "synthetic", after) != hashes["ftwa"]
+    finally:
+        METHODS.unregister("test-plugin")
+    # a dataset's section counts for that dataset only; the trial is in the run id, not the hash
+    other = load_config("smoke", ["data.cuhk03.images=detected", "data.trial=3"])
+    assert _hash("baseline", "synthetic", other) == hashes["baseline"]
+    assert _hash("baseline", "mlr-cuhk03", other) != _hash("baseline", "mlr-cuhk03", before)
+
+
+def test_registering_a_taken_name_raises():
+    from benchmark.registry import RegistryError
+    from methods import METHODS, register_method
+    from tests.fake_methods import PixelMethod
+
+    clash = type("Clash", (PixelMethod,), {"name": "baseline"})
+    with pytest.raises(RegistryError, match="'baseline' is already registered"):
+        register_method(clash)
+    assert METHODS["baseline"].__name__ == "Baseline"
+
+
+def test_other_data_root_trains_anew_and_is_named(tmp_path, caplog):
+    from datasets.synth import write_like
+
+    a, b = tmp_path / "A", tmp_path / "B"
+    write_like("caviar", a, ids=12, seed=0)
+    write_like("caviar", b, ids=12, seed=0)  # the same people, other files
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1",
+                                "train.iters_per_epoch=1"])
+    out = tmp_path / "res"
+    ra = run_experiment("baseline", "caviar", cfg, data_root=str(a), out_dir=out,
+                        progress=False)
+    again = run_experiment("baseline", "caviar", cfg, data_root=str(a), out_dir=out,
+                           progress=False)
+    assert again.get("skipped") and again["run_id"] == ra["run_id"]
+    with caplog.at_level("WARNING"):
+        rb = run_experiment("baseline", "caviar", cfg, data_root=str(b), out_dir=out,
+                            progress=False)
+    assert not rb.get("skipped") and rb["run_id"] != ra["run_id"]
+    assert rb["config_hash"] == ra["config_hash"]
+    assert rb["data"]["data_root"] == str(b)
+    assert rb["data"]["fingerprint"]["root"] == str(b.resolve())
+    assert rb["data"]["fingerprint"]["hash"] != ra["data"]["fingerprint"]["hash"]
+    assert "holds this run on other data" in caplog.text
+    assert len(list(out.glob("baseline__caviar__*.json"))) == 2
+
+
+def test_touched_file_changes_the_fingerprint(tmp_path):
+    import os
+
+    from datasets import build_dataset, fingerprint
+    from datasets.synth import write_like
+
+    write_like("viper", tmp_path, ids=8, seed=0)
+    cfg = load_config("smoke")
+    first = fingerprint(build_dataset("mlr-viper", cfg, str(tmp_path)))
+    assert first == fingerprint(build_dataset("mlr-viper", cfg, str(tmp_path)))
+    assert first["files"] == 16
+    some = next((tmp_path / "viper" / "VIPeR" / "cam_a").iterdir())
+    os.utime(some, ns=(1, 1))
+    assert fingerprint(build_dataset("mlr-viper", cfg, str(tmp_path)))["hash"] != first["hash"]
+    other_trial = load_config("smoke", ["data.trial=1"])
+    assert (fingerprint(build_dataset("mlr-viper", other_trial, str(tmp_path)))["hash"]
+            != fingerprint(build_dataset("mlr-viper", cfg, str(tmp_path)))["hash"])
+
+
+def test_checkpoint_of_another_run_is_not_resumed(tmp_path, monkeypatch, caplog):
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=1"])
+    prep = prepare_data("synthetic", cfg, None, progress=False)
+    cpu = torch.device("cpu")
+    import benchmark.training as training
+
+    class Stop(Exception):
+        pass
+
+    real_save = training.save_atomic
+
+    def save_then_stop(obj, path):
+        real_save(obj, path)
+        raise Stop
+
+    ckpt = tmp_path / "run.pt"
+    monkeypatch.setattr(training, "save_atomic", save_then_stop)
+    with pytest.raises(Stop):
+        train(_model(cfg, prep), prep, cfg, cpu, seed=3, checkpoint=ckpt, progress=False,
+              identity={"run_id": "a", "data_fingerprint": "x"})
+    monkeypatch.setattr(training, "save_atomic", real_save)
+    with caplog.at_level("WARNING"):
+        stats = train(_model(cfg, prep), prep, cfg, cpu, seed=3, checkpoint=ckpt,
+                      progress=False, identity={"run_id": "a", "data_fingerprint": "y"})
+    assert stats["resumed_from_epoch"] == 0 and "training anew" in caplog.text
+    same = train(_model(cfg, prep), prep, cfg, cpu, seed=3, checkpoint=ckpt, progress=False,
+                 identity={"run_id": "a", "data_fingerprint": "y"})
+    assert same["resumed_from_epoch"] == 1  # the anew run's own checkpoint (same identity) resumes
