@@ -422,9 +422,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "synth", help="write generated people in an original dataset's layout",
         description="Write generated people with the folder structure, file names, formats and "
-        "image sizes of an original dataset (Market-1501, CUHK03 as a v7.3 .mat, VIPeR, "
-        "CAVIAR4REID), so every loader and protocol runs without the real data. A marker file "
-        "labels every result from it as generated.",
+        "image sizes of an original dataset (" + ", ".join(
+            f"{like} for {spec.name}" for like, spec in sorted(stand_ins().items()))
+        + "), so every loader and protocol runs without the real data. A marker file labels "
+        "every result from it as generated.",
         epilog="Example: python -m benchmark synth --like caviar --root /tmp/mlr && "
         "python -m benchmark check-data --dataset caviar --data-root /tmp/mlr")
     p.add_argument("--like", required=True, help=f"the layout: {', '.join(likes)}")

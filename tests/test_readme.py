@@ -25,6 +25,7 @@ def example(label: str) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.subprocess
 def test_add_your_method_as_written(tmp_path):
     (tmp_path / "my_method.py").write_text(example("my_method.py"))
     command = example("run my_method").strip()

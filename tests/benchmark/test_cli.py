@@ -48,6 +48,7 @@ def test_help_on_every_subcommand():
         assert exc.value.code == 0
 
 
+@pytest.mark.subprocess
 def test_foreign_datasets_package_is_explained(tmp_path):
     fake = tmp_path / "fake" / "datasets"
     fake.mkdir(parents=True)

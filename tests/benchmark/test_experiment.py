@@ -30,6 +30,26 @@ def _model(cfg, prep):
     return build_method("baseline", cfg, len(set(prep.labels.tolist())))
 
 
+def _interrupt_after_first_checkpoint(monkeypatch, cfg, prep, ckpt, identity=None) -> None:
+    """Train until the epoch-1 checkpoint is written, then stop as a kill would."""
+    import benchmark.training as training
+
+    class Stop(Exception):
+        pass
+
+    real_save = training.save_atomic
+
+    def save_then_stop(obj, path):
+        real_save(obj, path)
+        raise Stop
+
+    monkeypatch.setattr(training, "save_atomic", save_then_stop)
+    with pytest.raises(Stop):
+        train(_model(cfg, prep), prep, cfg, torch.device("cpu"), seed=3, checkpoint=ckpt,
+              progress=False, identity=identity)
+    monkeypatch.setattr(training, "save_atomic", real_save)
+
+
 def test_resume_matches_uninterrupted(tmp_path, monkeypatch):
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=1"])
     prep = prepare_data("synthetic", cfg, None, progress=False)
@@ -37,23 +57,8 @@ def test_resume_matches_uninterrupted(tmp_path, monkeypatch):
     full = _model(cfg, prep)
     train(full, prep, cfg, cpu, seed=3, progress=False)
 
-    # interrupt a second run right after its epoch-1 checkpoint is written
-    import benchmark.training as runner
-
-    class Stop(Exception):
-        pass
-
-    real_save = runner.save_atomic
-
-    def save_then_stop(obj, path):
-        real_save(obj, path)
-        raise Stop
-
     ckpt = tmp_path / "run.pt"
-    monkeypatch.setattr(runner, "save_atomic", save_then_stop)
-    with pytest.raises(Stop):
-        train(_model(cfg, prep), prep, cfg, cpu, seed=3, checkpoint=ckpt, progress=False)
-    monkeypatch.setattr(runner, "save_atomic", real_save)
+    _interrupt_after_first_checkpoint(monkeypatch, cfg, prep, ckpt)
     assert ckpt.exists()
 
     resumed = _model(cfg, prep)
@@ -229,23 +234,9 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path, monkeypatch, caplog)
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=1"])
     prep = prepare_data("synthetic", cfg, None, progress=False)
     cpu = torch.device("cpu")
-    import benchmark.training as training
-
-    class Stop(Exception):
-        pass
-
-    real_save = training.save_atomic
-
-    def save_then_stop(obj, path):
-        real_save(obj, path)
-        raise Stop
-
     ckpt = tmp_path / "run.pt"
-    monkeypatch.setattr(training, "save_atomic", save_then_stop)
-    with pytest.raises(Stop):
-        train(_model(cfg, prep), prep, cfg, cpu, seed=3, checkpoint=ckpt, progress=False,
-              identity={"run_id": "a", "data_fingerprint": "x"})
-    monkeypatch.setattr(training, "save_atomic", real_save)
+    _interrupt_after_first_checkpoint(monkeypatch, cfg, prep, ckpt,
+                                      identity={"run_id": "a", "data_fingerprint": "x"})
     with caplog.at_level("WARNING"):
         stats = train(_model(cfg, prep), prep, cfg, cpu, seed=3, checkpoint=ckpt,
                       progress=False, identity={"run_id": "a", "data_fingerprint": "y"})

@@ -244,3 +244,13 @@ def test_single_shot_draws_a_new_gallery_each_repeat():
     assert 0 < np.mean(hits) < 1
     assert result.cmc[0] == pytest.approx(np.mean(hits))
     assert result.extra["repeats"] == repeats
+
+
+def test_rank_result_reads_as_a_mapping():
+    dist = np.array([[0.2, 0.1], [0.4, 0.3]])  # query 0 matches at rank 2, query 1 at rank 1
+    r = rank_metrics(dist, [1, 2], [1, 2], [0, 0], [1, 1], max_rank=2)
+    assert r.keys() == ["cmc", "mAP", "mINP", "num_valid", "num_skipped"]
+    assert {k: r[k] for k in r.keys()}["mAP"] == r.mAP == pytest.approx(0.75)
+    assert r["num_valid"] == 2 and r["num_skipped"] == 0
+    assert r.summary() == {"rank1": 50.0, "rank5": 100.0, "rank10": 100.0, "rank20": 100.0,
+                           "mAP": 75.0, "mINP": 75.0}

@@ -41,6 +41,9 @@ def test_triplet_hand_case():
     # anchors: 0: ap=1, an=3 -> 0; 1: ap=1, an=2 -> 0; 3(b0): ap=7, an=2 -> 5.3; 10: ap=7, an=9 -> 0
     assert batch_hard_triplet(x, labels, 0.3).item() == pytest.approx(5.3 / 4)
     assert batch_hard_triplet(x[:2], labels[:2]).item() == 0.0  # no negatives: nothing to mine
+    assert batch_hard_triplet(x, labels).item() == pytest.approx(5.3 / 4)  # default margin 0.3
+    with pytest.raises(ValueError, match=r"features \(4, 1\) and labels \(3,\) disagree"):
+        batch_hard_triplet(x, labels[:3])
 
 
 def test_last_stride_one_doubles_the_map():
