@@ -14,7 +14,12 @@ from pathlib import Path
 from benchmark.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-EPILOG = "Docs: README.md. Every command writes its results as JSON; nothing is downloaded."
+EPILOG = ("Docs: README.md. Every command writes its results as JSON; nothing is downloaded. "
+          "Exit status: 0 done, 1 report --check found differences, 2 bad input or a run "
+          "that cannot go on (one line says why), 3 a file could not be written (a run's "
+          "record then goes to $MLRBENCH_RESCUE or the temp folder), 130 interrupted.")
+#: exit status when a file cannot be written
+WRITE_FAILED = 3
 
 
 def check_datasets_package() -> None:
@@ -35,6 +40,27 @@ def check_datasets_package() -> None:
             "(probably Hugging Face 'datasets' in this environment); use a separate virtual "
             f"environment for mlr-bench or run from the project root {PROJECT_ROOT}"
         )
+
+
+class _Flushing(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time, and flushes every line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+        self.flush()
+
+
+def show_progress_lines() -> None:
+    """Progress lines (``mlr_bench.progress``: phases, one line per epoch, time estimates) go to
+    standard output, flushed at once, so a log file shows them while a run is going."""
+    logger = logging.getLogger("mlr_bench.progress")
+    if not any(isinstance(h, _Flushing) for h in logger.handlers):
+        handler = _Flushing(sys.stdout)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
 
 
 def default_data_root() -> str:
@@ -123,16 +149,26 @@ def run_all_trials(args: argparse.Namespace, method: str, cfg: dict) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    from benchmark.preflight import check_parent_writable, check_seed
     from datasets.preview import preview_grid
 
+    check_seed(args.seed)
+    if not 1 <= args.ids <= 64:
+        raise UserError(f"--ids must be in 1..64 (one row each); got {args.ids}")
+    if Path(args.out).suffix.lower() != ".png":
+        raise UserError(f"--out {args.out}: expected a .png file name")
+    check_parent_writable(args.out, "--out")
     path = preview_grid(args.out, seed=args.seed, ids=args.ids)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    from benchmark.preflight import check_out_dir, check_seed
     from datasets.synth import write_like
 
+    check_seed(args.seed)
+    check_out_dir(args.root, what="--root")
     done = write_like(args.like, args.root, ids=args.ids, full_size=args.full_size,
                       seed=args.seed)
     counts = ", ".join(f"{k} {v}" for k, v in done["counts"].items())
@@ -145,9 +181,11 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
 def cmd_check_data(args: argparse.Namespace) -> int:
     from benchmark.config import load_config
+    from datasets import DATASETS
     from datasets.check import check_data
 
     cfg = load_config(args.profile, args.set)
+    DATASETS.get(args.dataset)
     report = check_data(args.dataset, cfg, args.data_root, decode=args.decode)
     kind = "GENERATED stand-in" if report["generated"] else "real data"
     print(f"{report['dataset']} under {report['data_root']}: {kind}; protocol "
@@ -181,12 +219,17 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
     from benchmark.config import load_config
     from benchmark.cost import profile_method, record_name
+    from benchmark.preflight import check_out_dir
     from benchmark.store import write_json_atomic
     from methods import METHODS, resolve_method
 
     names = (METHODS.names() if args.method == "all"
              else [resolve_method(args.method).name])
+    if args.batch_size < 1 or args.repeats < 1 or args.warmup < 0:
+        raise UserError(f"--batch-size and --repeats must be >= 1 and --warmup >= 0; got "
+                        f"{args.batch_size}, {args.repeats}, {args.warmup}")
     cfg = load_config(args.profile, args.set)
+    check_out_dir(args.out)
     for name in names:
         rec = profile_method(name, cfg, args.device, args.batch_size, args.amp,
                              args.channels_last, args.compile, args.repeats, args.warmup)
@@ -230,9 +273,12 @@ def print_profile(rec: dict, path) -> None:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     from benchmark.aggregate import summarize
-    from benchmark.suite import ensure_data, load_suite, run_suite
+    from benchmark.preflight import check_out_dir
+    from benchmark.suite import ensure_data, load_suite, preflight_suite, run_suite
 
     spec = load_suite(args.file)
+    preflight_suite(spec, args.data_root)
+    check_out_dir(args.out)
     written = ensure_data(spec, args.data_root)
     if written:
         print(f"wrote generated stand-ins under {args.data_root}: {', '.join(written)}")
@@ -253,6 +299,11 @@ def cmd_suite(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from reports.render import regression_check, render
 
+    if not Path(args.results).is_dir():
+        raise UserError(f"--results {args.results} is not a folder; expected the results folder "
+                        "(searched recursively for run and profile records)")
+    if args.check is not None and not args.check >= 0:
+        raise UserError(f"--check TOL must be a number of points >= 0; got {args.check}")
     if args.check is not None:
         failures = regression_check(args.results, args.check, args.skip_bad)
         for f in failures:
@@ -468,11 +519,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    show_progress_lines()
     try:
         return args.func(args)
     except UserError as exc:
+        record = getattr(exc, "record", None)
+        if record is not None:  # the run finished but its record could not be written
+            print_summary(record)
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return getattr(exc, "exit_code", 2)
+    except OSError as exc:  # a write that failed (full disk, permissions): nothing half-written
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc} (files are written atomically: what was "
+              "there before is intact)", file=sys.stderr)
+        return WRITE_FAILED
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint",
               file=sys.stderr)

@@ -19,6 +19,7 @@ import copy
 import difflib
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -50,6 +51,9 @@ class Option:
     default: Any
     help: str
     choices: tuple[Any, ...] | None = None
+    #: bounds of a number (or of each item of a list of numbers), checked after every override
+    low: float | None = None
+    high: float | None = None
 
 
 def declared_sections() -> dict[str, dict[str, Option]]:
@@ -143,9 +147,15 @@ def _coerce(key: str, default: Any, value: Any, where: str) -> Any:
     elif isinstance(default, int):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        number = _number(value)
+        if number is not None and float(number).is_integer():
+            return int(number)
     elif isinstance(default, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        number = _number(value)
+        if number is not None:
+            return number
     elif isinstance(default, str):
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -159,6 +169,17 @@ def _coerce(key: str, default: Any, value: Any, where: str) -> Any:
     raise UserError(
         f"{where}: '{key}' expects {_type_name(default)} (like {default!r}), got {value!r}"
     )
+
+
+def _number(value: Any) -> float | None:
+    """A string YAML 1.1 leaves as text but a user means as a number ('3e-4', '1E5')."""
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -199,31 +220,94 @@ def get_dotted(cfg: dict[str, Any], key: str) -> Any:
     return node
 
 
+#: bounds of common numeric keys: (low, high), inclusive, None for open; a list's items each
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "model.last_stride": (1, 2),
+    "model.input_size": (16, None),
+    "data.seed": (0, 2**32 - 1),
+    "data.rates": (1, None),
+    "data.trial": (0, None),
+    "data.lr_height_threshold": (0, None),
+    "train.epochs": (1, None),
+    "train.iters_per_epoch": (0, None),
+    "train.batch_size": (2, None),
+    "train.num_instances": (1, None),
+    "train.base_lr": (1e-12, 10.0),
+    "train.weight_decay": (0, 1.0),
+    "train.momentum": (0, 1.0),
+    "train.warmup_epochs": (0, None),
+    "train.warmup_factor": (1e-12, 1.0),
+    "train.milestones": (0, None),
+    "train.gamma": (1e-12, None),
+    "train.pad_crop": (0, None),
+    "train.checkpoint_every": (1, None),
+    "loss.lambda_cls": (0, None),
+    "loss.lambda_tri": (0, None),
+    "loss.lambda_raft": (0, None),
+    "loss.triplet_margin": (0, None),
+    "loss.label_smoothing": (0, 0.999),
+    "eval.batch_size": (1, None),
+    "eval.max_rank": (1, None),
+    "eval.single_shot_repeats": (1, None),
+}
+#: list-valued keys that must not be empty, with their length if fixed
+LISTS: dict[str, int | None] = {"model.input_size": 2, "data.rates": None}
+
+
+def _bounds_text(low: float | None, high: float | None) -> str:
+    if high is None:
+        return f">= {low:g}"
+    if low is None:
+        return f"<= {high:g}"
+    return f"in [{low:g}, {high:g}]"
+
+
+def _check_range(key: str, value: Any, low: float | None, high: float | None) -> None:
+    values = value if isinstance(value, list) else [value]
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            continue  # a type error is reported by the type check
+        if not math.isfinite(v) or (low is not None and v < low) or (high is not None
+                                                                     and v > high):
+            what = "each value" if isinstance(value, list) else "a value"
+            raise UserError(f"config '{key}' must be {what} {_bounds_text(low, high)}; got "
+                            f"{value!r}")
+
+
 def validate(cfg: dict[str, Any]) -> None:
-    """Check the cross-key rules that a type check alone cannot."""
+    """Check every value by meaning (choices, ranges, list lengths) and the cross-key rules a
+    type check alone cannot; each failure is one UserError naming the key and what it expects."""
     flat = flatten(cfg)
     choices = dict(CHOICES)
+    ranges = dict(RANGES)
     for section, options in declared_sections().items():
         choices |= {f"{section}.{k}": o.choices for k, o in options.items() if o.choices}
+        ranges |= {f"{section}.{k}": (o.low, o.high) for k, o in options.items()
+                   if o.low is not None or o.high is not None}
     for key, allowed in choices.items():
         if key in flat and flat[key] not in allowed:
             raise UserError(
-                f"config '{key}' must be one of {', '.join(allowed)}; got {flat[key]!r}"
+                f"config '{key}' must be one of {', '.join(map(str, allowed))}; got "
+                f"{flat[key]!r}"
             )
-    size = cfg["model"]["input_size"]
-    if len(size) != 2 or min(size) < 16:
-        raise UserError(f"config 'model.input_size' must be [height, width] >= 16; got {size}")
+    for key, length in LISTS.items():
+        value = flat.get(key)
+        if not isinstance(value, list) or not value or (length and len(value) != length):
+            size = f"{length} values" if length else "at least one value"
+            raise UserError(f"config '{key}' must be a list of {size}; got {value!r}")
+    for key, (low, high) in ranges.items():
+        if key in flat:
+            _check_range(key, flat[key], low, high)
     train = cfg["train"]
     if train["batch_size"] % train["num_instances"] != 0:
         raise UserError(
             "config 'train.batch_size' must be a multiple of 'train.num_instances' (P x K); got "
             f"{train['batch_size']} and {train['num_instances']}"
         )
-    for r in cfg["data"]["rates"]:
-        if int(r) < 1:
-            raise UserError(f"config 'data.rates' must hold down-sampling rates >= 1; got {r}")
-    if train["epochs"] < 1:
-        raise UserError(f"config 'train.epochs' must be >= 1; got {train['epochs']}")
+    milestones = train["milestones"]
+    if list(milestones) != sorted(milestones):
+        raise UserError(f"config 'train.milestones' must be in increasing order; got "
+                        f"{milestones}")
 
 
 def load_config(

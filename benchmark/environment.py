@@ -59,6 +59,23 @@ def versions() -> dict[str, Any]:
     }
 
 
+def machine_load(device: torch.device) -> dict[str, Any]:
+    """How busy the machine is now: 1/5/15-minute load averages, CPU count, and the GPU's
+    utilisation (%) where torch can read it."""
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        one = five = fifteen = None
+    out: dict[str, Any] = {"loadavg_1m": one, "loadavg_5m": five, "loadavg_15m": fifteen,
+                           "cpu_count": os.cpu_count()}
+    if device.type == "cuda":
+        try:
+            out["gpu_utilization_pct"] = torch.cuda.utilization(device)
+        except Exception:  # noqa: BLE001 - pynvml missing or no permission: say nothing
+            out["gpu_utilization_pct"] = None
+    return out
+
+
 def block(device: torch.device) -> dict[str, Any]:
     """The ``environment`` block of every record (runs and profiles): device, versions, commit."""
     return {"device": str(device), "device_name": device_name(device), "versions": versions(),

@@ -10,15 +10,30 @@ train on, their hooks, the extras they add to a record.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
+import os
+import tempfile
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from benchmark import environment
+from benchmark import progress as progress_log
+from benchmark.atomic import stale_temps
 from benchmark.config import config_hash, run_config
+from benchmark.errors import UserError
 from benchmark.evaluation import evaluate
+from benchmark.preflight import (
+    RECORD_BYTES,
+    check_data_root,
+    check_out_dir,
+    check_seed,
+    checkpoint_bytes,
+)
 from benchmark.seeding import set_seed
 from benchmark.store import SCHEMA, load_record, run_id, run_prefix, write_json_atomic
 from benchmark.training import train
@@ -34,12 +49,64 @@ RESERVED_KEYS = ("schema", "run_id", "created", "method", "dataset", "profile", 
                  "training", "timings", "environment")
 
 
+#: exit status of a run whose record could not be written (the metrics are printed and saved
+#: to a rescue file); user errors exit 2
+RECORD_WRITE_FAILED = 3
+
+
+class RecordWriteError(UserError):
+    """The run finished but its record could not be written where asked."""
+
+    exit_code = RECORD_WRITE_FAILED
+
+    def __init__(self, message: str, record: dict[str, Any]):
+        super().__init__(message)
+        self.record = record
+
+
+def rescue_folder() -> Path:
+    """Where a record goes when ``--out`` cannot take it: $MLRBENCH_RESCUE, else the temp dir."""
+    return Path(os.environ.get("MLRBENCH_RESCUE")
+                or Path(tempfile.gettempdir()) / "mlr-bench-rescue")
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path, rid: str) -> Iterator[Path]:
+    """One process per run id and results folder: a second one exits 2 naming the lock (it does
+    not wait: the first may train for hours). The lock file is removed when the run ends."""
+    folder = out_dir / ".checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{rid}.lock"
+    fh = open(path, "a+")  # noqa: SIM115 - held for the whole run
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not path.exists() or os.fstat(fh.fileno()).st_ino != os.stat(path).st_ino:
+                raise BlockingIOError  # the holder removed it as we opened it: it just ended
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise UserError(f"run {rid} is being run by {holder} into {out_dir} (lock "
+                            f"{path}); wait for it to finish, or use another --out") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {os.uname().nodename}")
+        fh.flush()
+        try:
+            yield path
+        finally:
+            path.unlink(missing_ok=True)  # still holding the lock
+    finally:
+        fh.close()
+
+
 def identify(method_name: str, dataset: str, cfg: dict[str, Any], seed: int,
              data_root: str | None) -> dict[str, Any]:
     """The run's identity without decoding any image: method class, dataset spec, the built
     protocol, its fingerprint, the config hash, the run id (and its prefix without the data)."""
     method_cls = resolve_method(method_name)
     spec = DATASETS[dataset]
+    check_data_root(data_root, dataset, spec.needs_root)
     data = build_dataset(dataset, cfg, data_root)
     fp = fingerprint(data)
     chash = config_hash(run_config(cfg, method_cls.config_section, spec.config_section))
@@ -62,16 +129,36 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
     (``skipped`` set) unless ``force``.
     """
     device = environment.resolve_device(device_name)
+    check_seed(seed)
     t_start = time.perf_counter()
+    load_start = environment.machine_load(device)
     ident = identify(method_name, dataset, cfg, seed, data_root)
     method_cls, rid = ident["method_cls"], ident["run_id"]
     out_dir = Path(out_dir)
     path = out_dir / f"{rid}.json"
-    if path.exists() and not force:
+    if path.is_file() and not force:
         record = load_record(path)
         record["skipped"] = True
         record["path"] = str(path)
         return record
+    # before any image is decoded: the model builds with this config, and --out has room for
+    # its checkpoint (written as a temp copy beside the previous one) and the record
+    num_classes = max(2, ident["data"].counts()["train_ids"])
+    probe = method_cls(cfg, num_classes)
+    check_out_dir(out_dir, 2 * checkpoint_bytes(probe) + RECORD_BYTES)
+    del probe
+    with run_lock(out_dir, rid):
+        return _run_locked(ident, cfg, seed, data_root, out_dir, path, device, progress,
+                           t_start, load_start)
+
+
+def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root: str | None,
+                out_dir: Path, path: Path, device: Any, progress: bool, t_start: float,
+                load_start: dict[str, Any]) -> dict[str, Any]:
+    method_cls, rid = ident["method_cls"], ident["run_id"]
+    ckpt = out_dir / ".checkpoints" / f"{rid}.pt"
+    for stale in stale_temps(ckpt.parent, ckpt.name) + stale_temps(out_dir, path.name):
+        stale.unlink(missing_ok=True)  # left by a killed process; we hold the run's lock
     other_data = sorted(p.name for p in out_dir.glob(f"{ident['prefix']}__data*.json")
                         if p != path)
     if other_data:
@@ -79,14 +166,16 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
                     "fingerprint is %s, so it trains anew", ", ".join(other_data),
                     ident["fingerprint"]["hash"])
     set_seed(seed)
+    progress_log.phase(f"{rid}: preparing images")
     prep = prepare_split(ident["data"], cfg, progress)
     prep.keep_training(method_cls.training_mask(prep.is_lr[prep.train]))
     t_data = time.perf_counter() - t_start
     method = method_cls(cfg, len(set(prep.labels.tolist()))).to(device)
-    ckpt = out_dir / ".checkpoints" / f"{rid}.pt"
     identity = {"run_id": rid, "config_hash": ident["config_hash"],
                 "data_fingerprint": ident["fingerprint"]["hash"]}
     training = train(method, prep, cfg, device, seed, ckpt, progress, identity)
+    progress_log.phase(f"evaluating {len(prep.query)} queries against {len(prep.gallery)} "
+                       "gallery images")
     evaluation = evaluate(method, prep, cfg, device, seed, progress)
     query_emb, gallery_emb = evaluation.pop("embeddings")
     extras = method.evaluation_extras(EvalContext(prep, device, query_emb, gallery_emb, out_dir,
@@ -101,7 +190,7 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
         "run_id": rid,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "method": method_cls.name,
-        "dataset": dataset,
+        "dataset": ident["spec"].name,
         "profile": cfg["profile"],
         "seed": seed,
         "trial": ident["trial"],
@@ -121,13 +210,33 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
                   "paper_name": method_cls.paper_name,
                   "weights_origin": method.weights_origin,
                   "parameters": method.parameter_breakdown()},
-        "training": {k: v for k, v in training.items() if k != "train_s"},
+        "training": {k: v for k, v in training.items() if k not in ("train_s",
+                                                                     "train_s_before_resume")},
         **extras,
-        "timings": {"data_s": t_data, "train_s": training["train_s"]} | evaluation["timings"]
-        | {"total_s": time.perf_counter() - t_start},
+        "timings": {"data_s": t_data, "train_s": training["train_s"],
+                    "train_s_before_resume": training["train_s_before_resume"]}
+        | evaluation["timings"] | {"total_s": time.perf_counter() - t_start},
+        "machine_load": {"start": load_start, "end": environment.machine_load(device),
+                         "note": "1-minute load average and CPU count around the run: a load "
+                                 "above the CPU count means the timings were taken on a busy "
+                                 "machine"},
         "environment": environment.block(device),
     }
-    write_json_atomic(path, record)
+    try:
+        write_json_atomic(path, record)
+    except OSError as exc:
+        rescue = rescue_folder() / f"{rid}.json"
+        try:
+            write_json_atomic(rescue, record)
+            where = f"saved to {rescue}"
+            record["path"] = str(rescue)
+        except OSError:
+            where = "not saved anywhere (the metrics are printed above)"
+            record["path"] = "(not written)"
+        raise RecordWriteError(
+            f"cannot write the record {path} ({exc.strerror or exc}); the record was {where}, "
+            f"and the checkpoint {ckpt} is kept: the same command re-evaluates it without "
+            "training", record) from None
     if ckpt.exists():
         ckpt.unlink()
     record["path"] = str(path)

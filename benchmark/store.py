@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from benchmark.atomic import atomic_write, write_text
 from benchmark.errors import UserError
 
 SCHEMA = "mlr-bench/run/v2"
@@ -39,30 +39,13 @@ def _default(obj: Any):
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as JSON to ``path`` so a reader never sees a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=1, default=_default)
-            fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    text = json.dumps(data, indent=1, default=_default) + "\n"  # fails before any file exists
+    return write_text(path, text)
 
 
-def save_atomic(obj: Any, path: str | os.PathLike) -> None:
-    """torch.save, atomically (for checkpoints)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+def save_atomic(obj: Any, path: str | os.PathLike) -> Path:
+    """torch.save, atomically (for checkpoints): a failed write leaves the previous file."""
+    return atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def run_prefix(method: str, dataset: str, profile: str, seed: int, trial: int, cfg_hash: str

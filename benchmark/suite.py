@@ -40,7 +40,63 @@ def load_suite(path: str | Path) -> dict[str, Any]:
     for key in ("methods", "datasets"):
         if key not in spec:
             raise UserError(f"suite file {path}: '{key}' is missing")
+    _check_types(spec, path)
     return spec
+
+
+def _list_of(value: Any, kind: type, key: str, path: Path, allow_all: bool = False) -> None:
+    if allow_all and value == "all":
+        return
+    ok = isinstance(value, list) and value and all(
+        isinstance(v, kind) and not isinstance(v, bool) for v in value)
+    if not ok:
+        expected = f"a non-empty list of {kind.__name__}s" + (' or "all"' if allow_all else "")
+        raise UserError(f"suite file {path}: '{key}' must be {expected}; got {value!r}")
+
+
+def _check_types(spec: dict[str, Any], path: Path) -> None:
+    """Every key of a suite file has the type it needs, before anything runs."""
+    _list_of(spec["methods"], str, "methods", path, allow_all=True)
+    _list_of(spec["datasets"], str, "datasets", path)
+    _list_of(spec.get("seeds", [0]), int, "seeds", path)
+    _list_of(spec.get("trials", [0]), int, "trials", path, allow_all=True)
+    if any(s < 0 for s in spec.get("seeds", [0])):
+        raise UserError(f"suite file {path}: 'seeds' must be >= 0; got {spec['seeds']}")
+    trials = spec.get("trials", [0])
+    if trials != "all" and any(t < 0 for t in trials):
+        raise UserError(f"suite file {path}: 'trials' must be >= 0; got {trials}")
+    overrides = spec.get("set") or []
+    if not isinstance(overrides, list) or not all(isinstance(o, str) and "=" in o
+                                                  for o in overrides):
+        raise UserError(f"suite file {path}: 'set' must be a list of key=value strings; got "
+                        f"{overrides!r}")
+    if not isinstance(spec.get("profile", "cpu"), str):
+        raise UserError(f"suite file {path}: 'profile' must be a profile name; got "
+                        f"{spec['profile']!r}")
+    synth = spec.get("synth")
+    if synth is not None:
+        if not isinstance(synth, dict) or set(synth) - {"ids", "seed"} or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in synth.values()):
+            raise UserError(f"suite file {path}: 'synth' must be a mapping with integer ids "
+                            f"and seed, e.g. {{ids: 24, seed: 0}}; got {synth!r}")
+        if synth.get("ids", 24) < 4:
+            raise UserError(f"suite file {path}: 'synth.ids' must be >= 4; got {synth['ids']}")
+
+
+def preflight_suite(spec: dict[str, Any], data_root: str | None) -> None:
+    """Before the first run: every method and dataset is known, the config (profile and
+    ``set``) is valid, and every dataset that reads files has a data root (or will get a
+    generated stand-in from ``synth``)."""
+    from benchmark.preflight import check_data_root
+    from datasets import DATASETS
+
+    expand(spec)  # unknown methods / datasets, module:Class imports
+    load_config(spec.get("profile", "cpu"), list(spec.get("set") or []))
+    for d in spec["datasets"]:
+        ds = DATASETS[d]
+        will_write = spec.get("synth") and ds.write_stand_in and data_root
+        if not will_write:
+            check_data_root(data_root, d, ds.needs_root)
 
 
 def expand(spec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -1,14 +1,19 @@
 """Training: the loop over P x K batches, and resumable checkpoints.
 
 Batches and augmentation draw from generators seeded by (seed, epoch), so a run resumed from
-its checkpoint sees the batches an uninterrupted one would have. A checkpoint carries the run's
-identity (run id, config hash, data fingerprint); one that does not match the run is not
-resumed.
+its checkpoint sees the batches an uninterrupted one would have. A checkpoint is written after
+every ``train.checkpoint_every`` epochs and after the last one (the experiment removes it once
+the record is written). It carries the run's identity (run id, config hash, data fingerprint);
+one that does not match the run, or that cannot be read, is not resumed (an unreadable one is
+moved aside to ``*.corrupt``). A checkpoint that cannot be written (a full disk) leaves the
+previous one and training goes on. A non-finite loss stops training at that step.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +21,8 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from benchmark import progress as progress_log
+from benchmark.errors import UserError
 from benchmark.optim import build_optimizer, build_scheduler
 from benchmark.store import save_atomic
 from datasets.bank import Prepared
@@ -31,15 +38,46 @@ def iters_per_epoch(cfg: dict[str, Any], num_train: int) -> int:
     return iters if iters > 0 else max(1, num_train // int(cfg["train"]["batch_size"]))
 
 
+class DivergenceError(UserError):
+    """The loss became NaN or infinite."""
+
+
 def _load_checkpoint(checkpoint: Path, device: torch.device, identity: dict[str, Any] | None
                      ) -> dict[str, Any] | None:
-    state = torch.load(checkpoint, map_location=device, weights_only=False)
+    """The checkpoint's state, or None (training starts anew) when it belongs to another run or
+    cannot be read; an unreadable one is moved aside to ``*.corrupt`` and named."""
+    try:
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if not isinstance(state, dict) or not {"epoch", "model", "optimizer"} <= set(state):
+            raise ValueError("not an mlr-bench checkpoint")
+    except Exception as exc:  # noqa: BLE001 - any failure to read it means: do not resume
+        aside = checkpoint.with_name(checkpoint.name + ".corrupt")
+        checkpoint.replace(aside)
+        log.warning("checkpoint %s cannot be read (%s: %s); moved aside to %s, training from "
+                    "the start", checkpoint, type(exc).__name__, str(exc).splitlines()[0][:120]
+                    if str(exc) else "", aside)
+        return None
     found = state.get("identity")
     if identity is not None and found != identity:
         log.warning("checkpoint %s belongs to another run or other data (%s, this run: %s); "
                     "training anew", checkpoint, found, identity)
         return None
     return state
+
+
+def _save_checkpoint(state: dict[str, Any], checkpoint: Path, epoch: int,
+                     last_saved: int | None) -> int | None:
+    """Write a checkpoint; on a write failure keep the previous one, say so, and go on."""
+    try:
+        save_atomic(state, checkpoint)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
+        kept = f"the checkpoint of epoch {last_saved} is kept" if last_saved else "none is kept"
+        free = shutil.disk_usage(checkpoint.parent).free / 2**20
+        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:100]
+        log.warning("could not write the checkpoint of epoch %d to %s (%s; %.0f MiB free); %s "
+                    "and training goes on", epoch, checkpoint, reason, free, kept)
+        return last_saved
+    return epoch
 
 
 def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.device, seed: int,
@@ -55,35 +93,54 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
     optimizer = build_optimizer(method.parameters(), tcfg)
     scheduler = build_scheduler(optimizer, tcfg, iters)
     history: list[dict[str, float]] = []
-    start_epoch, train_seconds = 0, 0.0
+    start_epoch, seconds_before = 0, 0.0
     state = None
     if checkpoint is not None and checkpoint.exists():
         state = _load_checkpoint(checkpoint, device, identity)
     if state is not None:
-        method.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        try:
+            method.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise UserError(f"checkpoint {checkpoint} does not fit this model "
+                            f"({type(exc).__name__}); delete it or run with --force") from None
         start_epoch, history = state["epoch"] + 1, state["history"]
-        train_seconds = state["train_seconds"]
-        log.info("resumed from %s after epoch %d", checkpoint, state["epoch"] + 1)
+        seconds_before = state["train_seconds"]
+        progress_log.phase(f"resumed from {checkpoint} after epoch {start_epoch}")
+    last_saved = start_epoch if state is not None else None
     labels = torch.from_numpy(prep.labels)
     flags = prep.flags(prep.train)
     use_amp = bool(tcfg["amp"]) and device.type == "cuda"
     method.train()
     images_seen = 0
+    train_seconds = 0.0  # this process's training
+    steps_left = (tcfg["epochs"] - start_epoch) * iters
+    if steps_left:
+        progress_log.phase(f"training {tcfg['epochs'] - start_epoch} epochs x {iters} steps "
+                       f"(batch {tcfg['batch_size']}, {len(prep.train)} images) on {device}")
+    estimated = False
     for epoch in range(start_epoch, tcfg["epochs"]):
         aug_gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         sums: dict[str, float] = {}
         t0 = time.perf_counter()
         bar = tqdm(sampler.epoch(epoch), total=iters, desc=f"epoch {epoch + 1}/{tcfg['epochs']}",
                    unit="it", disable=None if progress else True, leave=False)
-        for batch_idx in bar:
+        for step, batch_idx in enumerate(bar):
             rows = prep.train[batch_idx]
             x = augment(prep.images[rows], aug_gen, tcfg["flip"], tcfg["pad_crop"])
             batch = Batch(normalize(x.to(device, non_blocking=True)),
                           labels[batch_idx].to(device), flags[batch_idx].to(device), aug_gen)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 losses = method.training_step(batch)
+            loss_value = float(losses["loss"].detach())
+            if not math.isfinite(loss_value):
+                kept = (f"the checkpoint of epoch {last_saved} is kept at {checkpoint}"
+                        if last_saved and checkpoint is not None else "no checkpoint was written")
+                raise DivergenceError(
+                    f"training diverged: the loss is {loss_value} at epoch {epoch + 1}, step "
+                    f"{step + 1}; {kept}; lower train.base_lr (now {tcfg['base_lr']:g}) or "
+                    "check the data")
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             optimizer.step()
@@ -91,24 +148,37 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
             images_seen += len(batch_idx)
-            bar.set_postfix(loss=f"{float(losses['loss'].detach()):.3f}")
+            bar.set_postfix(loss=f"{loss_value:.3f}")
+            if not estimated and step == min(2, iters - 1):  # after a few steps: how long?
+                estimated = True
+                progress_log.estimate((time.perf_counter() - t0) / (step + 1),
+                                  steps_left - (step + 1), device.type, cfg.get("profile", ""))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        train_seconds += time.perf_counter() - t0
+        epoch_s = time.perf_counter() - t0
+        train_seconds += epoch_s
         history.append({k: v / iters for k, v in sums.items()} | {"epoch": epoch + 1})
+        done = epoch + 1 - start_epoch
+        eta = train_seconds / done * (tcfg["epochs"] - epoch - 1)
+        speed = iters * tcfg["batch_size"] / epoch_s
+        progress_log.phase(f"epoch {epoch + 1}/{tcfg['epochs']}: loss "
+                       f"{sums.get('loss', 0.0) / iters:.4f}, {speed:.1f} img/s, "
+                       f"{progress_log.human(epoch_s)}, ETA {progress_log.human(eta)}")
         last = epoch + 1 == tcfg["epochs"]
-        if checkpoint is not None and not last and (epoch + 1) % tcfg["checkpoint_every"] == 0:
-            save_atomic({"epoch": epoch, "model": method.state_dict(),
-                         "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                         "history": history, "train_seconds": train_seconds,
-                         "identity": identity}, checkpoint)
-    total_images = tcfg["epochs"] * iters * tcfg["batch_size"]
+        if checkpoint is not None and (last or (epoch + 1) % tcfg["checkpoint_every"] == 0):
+            last_saved = _save_checkpoint(
+                {"epoch": epoch, "model": method.state_dict(),
+                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                 "history": history, "train_seconds": seconds_before + train_seconds,
+                 "identity": identity}, checkpoint, epoch + 1, last_saved)
+    total_images = (tcfg["epochs"] - start_epoch) * iters * tcfg["batch_size"]
     return {
         "epochs": tcfg["epochs"],
         "iters_per_epoch": iters,
         "history": history,
         "resumed_from_epoch": start_epoch,
         "train_s": train_seconds,
+        "train_s_before_resume": seconds_before,
         "train_images_per_s": total_images / train_seconds if train_seconds > 0 else None,
         "images_this_session": images_seen,
         "train_images": int(len(prep.train)),

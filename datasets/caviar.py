@@ -30,7 +30,7 @@ from datasets.protocols import (
 NAME = r"(\d{4})(\d{3})\.jpg"
 PUBLISHED = {"ids": 72, "images": 1220, "two_camera_ids": 50}
 #: the ``data.caviar`` config section
-OPTIONS = {"trials": Option(10, "random 25/25 splits of the two-camera ids")}
+OPTIONS = {"trials": Option(10, "random 25/25 splits of the two-camera ids", low=1)}
 
 
 def parse(data_root: str | Path) -> list[Sample]:

@@ -37,7 +37,7 @@ PNG_NAME = r"(\d)_(\d{3})_([12])_(\d{2})\.png"
 CAMERA_A, CAMERA_B = 0, 1
 #: the ``data.cuhk03`` config section
 OPTIONS = {"images": Option("labeled", "labeled or detected crops", ("labeled", "detected")),
-           "trials": Option(10, "classic test sets 1..10")}
+           "trials": Option(10, "classic test sets 1..10", low=1, high=20)}
 
 
 @dataclass

@@ -35,7 +35,7 @@ IMAGE_SIZE = (128, 64)
 NUM_CAMERAS = 6
 #: the ``data.market1501`` config section
 OPTIONS = {"lr_camera": Option(1, "the down-sampled camera, as in file names (c1; some papers "
-                               "use c3)")}
+                               "use c3)", low=1, high=NUM_CAMERAS)}
 
 
 def find(data_root: str | Path) -> Path:

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmark.atomic import atomic_write  # noqa: E402
 from datasets.generator import PersonGenerator  # noqa: E402
 from datasets.transforms import downsample, prepare  # noqa: E402
 
@@ -44,8 +45,7 @@ def preview_grid(path: str | Path, seed: int = 0, ids: int = 4, size: tuple[int,
     fig.suptitle(f"Generated MLR data (seed {seed}, {size[0]}x{size[1]})", fontsize=9)
     fig.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=110))
     plt.close(fig)
     return path
 

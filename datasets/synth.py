@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmark.atomic import write_text
 from benchmark.errors import UserError
 from datasets.base import DATASETS, DatasetSpec
 from datasets.protocols import GENERATED_MARKER
@@ -37,6 +38,6 @@ def write_like(like: str, root: str | Path, ids: int = 24, full_size: bool = Fal
     counts = specs[like].write_stand_in(root, ids=ids, full_size=full_size, seed=seed)
     marker = {"generated_by": "mlr-bench synth", "like": like, "seed": seed, "ids": ids,
               "full_size": full_size, "counts": counts}
-    (folder / GENERATED_MARKER).write_text(json.dumps(marker, indent=1) + "\n")
+    write_text(folder / GENERATED_MARKER, json.dumps(marker, indent=1) + "\n")
     return marker | {"folder": str(folder), "seconds": time.perf_counter() - t0,
                      "dataset": specs[like].name}

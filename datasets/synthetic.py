@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from benchmark.config import Option
+from benchmark.errors import UserError
 from datasets.base import DatasetSpec, MLRData, Sample, draw_rates, register_dataset
 from datasets.generator import GENERATOR_VERSION, PersonGenerator
 
@@ -21,10 +22,10 @@ HR_CAMERA, LR_CAMERA = 0, 1
 
 #: the ``data.synthetic`` config section
 OPTIONS = {
-    "train_ids": Option(300, "training identities"),
-    "test_ids": Option(100, "test identities"),
-    "images_per_camera": Option(8, "per identity and camera"),
-    "image_size": Option([256, 128], "native size of generated HR crops [height, width]"),
+    "train_ids": Option(300, "training identities", low=2),
+    "test_ids": Option(100, "test identities", low=1),
+    "images_per_camera": Option(8, "per identity and camera", low=1),
+    "image_size": Option([256, 128], "native size of generated HR crops [height, width]", low=8),
 }
 
 
@@ -36,6 +37,9 @@ def build_synthetic(cfg: dict[str, Any], data_root: str | None = None) -> MLRDat
     d = cfg["data"]
     s = d["synthetic"]
     seed = int(d["seed"])
+    if len(s["image_size"]) != 2:
+        raise UserError(f"config 'data.synthetic.image_size' must be [height, width]; got "
+                        f"{s['image_size']}")
     h, w = (int(v) for v in s["image_size"])
     gen = PersonGenerator(seed, h, w, num_cameras=2)
     n_train, n_test, per_cam = int(s["train_ids"]), int(s["test_ids"]), int(s["images_per_camera"])

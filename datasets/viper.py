@@ -31,7 +31,7 @@ NAME = r"(\d{3})_(\d+)\.bmp"
 PUBLISHED = {"ids": 632}
 IMAGE_SIZE = (128, 48)
 #: the ``data.viper`` config section
-OPTIONS = {"trials": Option(10, "random 316/316 splits")}
+OPTIONS = {"trials": Option(10, "random 316/316 splits", low=1)}
 
 
 def parse(data_root: str | Path) -> list[Sample]:

@@ -32,15 +32,15 @@ DISTANCES = ("weighted", "mean", "hr-only")
 
 #: the ``ftwa`` config section, shared by FTWA, FTWA-R and FTWA-B (readings in method-notes.md)
 OPTIONS = {
-    "raft_width": Option(64, "RAFT's width C (reduce 1x1 conv from the backbone width)"),
-    "raft_blocks": Option(6, "information multi-distillation blocks B"),
+    "raft_width": Option(64, "RAFT's width C (reduce 1x1 conv from the backbone width)", low=4),
+    "raft_blocks": Option(6, "information multi-distillation blocks B", low=1),
     "raft_attention": Option("gap", "gap: GAP + LeakyReLU (FTWA's figure); contrast: IMDN's "
                              "std + mean + ReLU", ("gap", "contrast")),
     "raft_detach_target": Option(False, "stop the gradient of F_HR in L_RAFT"),
     "distance": Option("auto", "test distance: auto (ftwa: weighted, ftwa-r: mean), weighted, "
                        "mean or hr-only", ("auto", *DISTANCES)),
     "gallery_lr_rate": Option(3, "rate of a gallery image's down-sampled copy (for v'_LR) at "
-                              "test time"),
+                              "test time", low=1),
 }
 
 

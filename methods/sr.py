@@ -32,12 +32,12 @@ from methods.sr_nets import build_sr
 OPTIONS = {
     "network": Option("imdn", "imdn (IMDN on pixels, the structure RAFT uses on features) or "
                       "espcn", ("imdn", "espcn")),
-    "width": Option(32, "IMDN channels (ESPCN: 2x this)"),
-    "blocks": Option(4, "IMDN blocks"),
+    "width": Option(32, "IMDN channels (ESPCN: 2x this)", low=4),
+    "blocks": Option(4, "IMDN blocks", low=1),
     "pretrain_fraction": Option(0.3, "sr-two-stage: share of the optimiser steps that train "
-                                "the SR network"),
-    "mu": Option(1.0, "sr-joint: weight of the L1 SR loss"),
-    "eval_images": Option(200, "held-out test pairs for PSNR / SSIM"),
+                                "the SR network", low=0.0, high=1.0),
+    "mu": Option(1.0, "sr-joint: weight of the L1 SR loss", low=0.0),
+    "eval_images": Option(200, "held-out test pairs for PSNR / SSIM", low=1),
 }
 
 

@@ -19,6 +19,7 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
+from benchmark.atomic import atomic_write
 from datasets.transforms import degrade, downsample, normalize, to_pixels
 
 
@@ -79,8 +80,6 @@ def sr_strip(method, prep, device: torch.device, path: str | Path, count: int = 
                 np.uint8)
             rows.append(np.concatenate([lr_show, as_img(bic), as_img(sr), hr_img], axis=1))
     strip = np.concatenate(rows, axis=0)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2),
-                                  Image.Resampling.NEAREST).save(path)
-    return path
+    picture = Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2),
+                                            Image.Resampling.NEAREST)
+    return atomic_write(path, lambda fh: picture.save(fh, format="PNG"))

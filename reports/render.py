@@ -7,6 +7,9 @@ self-contained file with the same figures inlined as base64 (no network needed).
 from __future__ import annotations
 
 import base64
+import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,6 +18,8 @@ from typing import Any
 import jinja2
 import pandas as pd
 
+from benchmark.atomic import current_umask, write_bytes
+from benchmark.errors import UserError
 from reports import plots
 from reports.formatting import (
     MISSING,
@@ -27,6 +32,8 @@ from reports.formatting import (
 from reports.paper import TABLE2_DATASET, check, ladder, paper_tables, table1, table2
 from reports.results import GROUP, aggregate, cost_frame, load_store, runs_frame, sr_frame
 
+#: what a report folder holds (besides its PNG figures)
+REPORT_FILES = ("report.md", "report.html")
 GENERATED_BANNER = ("Generated data: the reproduced numbers below come from images the suite "
                     "generated (synthetic / synth stand-ins), not from the real datasets. They "
                     "exercise the code path; they do not test the paper's claim.")
@@ -142,24 +149,61 @@ def _env() -> jinja2.Environment:
 def render(results: str | Path, out: str | Path, formats: tuple[str, ...] = ("md", "html"),
            skip_bad: bool = False) -> dict[str, Any]:
     """Write report.md (+ figure PNGs) and/or report.html under ``out``; return the context."""
-    ctx = build(results, skip_bad)
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
+    check_report_folder(out)
+    ctx = build(results, skip_bad)
     env = _env()
+    files: dict[str, bytes] = {}
     if "md" in formats:
         for s in ctx["sections"]:
             for f in s["figures"]:
-                (out / f.file).write_bytes(f.png)
-        path = out / "report.md"
-        path.write_text(env.get_template("report.md.j2").render(**ctx))
-        written.append(path)
+                files[f.file] = f.png
+        files["report.md"] = env.get_template("report.md.j2").render(**ctx).encode()
     if "html" in formats:
-        path = out / "report.html"
-        path.write_text(env.get_template("report.html").render(**ctx))
-        written.append(path)
-    ctx["written"] = written
+        files["report.html"] = env.get_template("report.html").render(**ctx).encode()
+    swap_in(out, files)
+    ctx["written"] = [out / name for name in ("report.md", "report.html") if name in files]
     return ctx
+
+
+def _is_report_file(path: Path) -> bool:
+    return path.is_file() and (path.name in REPORT_FILES or path.suffix == ".png")
+
+
+def check_report_folder(out: Path) -> None:
+    """``out`` is replaced whole by a new report: it must be a folder holding a report only."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; expected a folder for report.md / report.html")
+    if out.is_dir():
+        foreign = [p.name for p in out.iterdir() if not _is_report_file(p)]
+        if foreign:
+            raise UserError(f"--out {out} holds files that are not part of a report (e.g. "
+                            f"{sorted(foreign)[0]}); the report replaces the folder whole, so "
+                            "choose an empty folder or one holding a report only")
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(parent, os.W_OK):
+        raise UserError(f"--out {out}: cannot write in {parent}")
+
+
+def swap_in(out: Path, files: dict[str, bytes]) -> None:
+    """Write ``files`` into a temp folder beside ``out``, then swap it in for ``out`` whole: a
+    failure part-way leaves the previous report as it was."""
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    old = out.parent / f".{out.name}.old-{os.getpid()}"
+    try:
+        for name, data in files.items():
+            write_bytes(tmp / name, data)
+        os.chmod(tmp, 0o777 & ~current_umask())
+        if out.exists():
+            os.rename(out, old)
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            os.rename(old, out)  # put the previous report back
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def regression_check(results: str | Path, tol: float, skip_bad: bool = False) -> list[str]:

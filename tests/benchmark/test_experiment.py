@@ -243,4 +243,5 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path, monkeypatch, caplog)
     assert stats["resumed_from_epoch"] == 0 and "training anew" in caplog.text
     same = train(_model(cfg, prep), prep, cfg, cpu, seed=3, checkpoint=ckpt, progress=False,
                  identity={"run_id": "a", "data_fingerprint": "y"})
-    assert same["resumed_from_epoch"] == 1  # the anew run's own checkpoint (same identity) resumes
+    # the anew run's own checkpoint (same identity, after its last epoch) resumes: no step left
+    assert same["resumed_from_epoch"] == 2 and same["images_this_session"] == 0

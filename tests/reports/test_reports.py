@@ -223,3 +223,29 @@ def test_v1_records_are_upgraded_on_reading(tmp_path, template_record):
     (tmp_path / "old.json").write_text(json.dumps(old))
     (run,) = load_store(tmp_path).runs
     assert run["config_hash"] == rec["config_hash"]
+
+
+def test_a_failed_report_leaves_the_previous_one(results, tmp_path, monkeypatch):
+    """The report is built in a temp folder and swapped in whole: a failure part-way (a full
+    disk on the second file) leaves the previous report as it was, and no temp folder."""
+    import errno
+
+    import reports.render as render_module
+
+    out = tmp_path / "report"
+    render(results, out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real = render_module.write_bytes
+    calls = []
+
+    def full_disk_on_second_file(path, data):
+        calls.append(path)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(render_module, "write_bytes", full_disk_on_second_file)
+    with pytest.raises(OSError):
+        render(results, out)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["report", "results"])

@@ -1,0 +1,81 @@
+"""Checks made before any image is decoded or any step taken: the seed, output folders (a
+folder, creatable, writable, with room for what the run writes), the data root. Each failure is
+one :class:`UserError` naming the option or path and what was expected. Config values are
+checked by meaning in ``benchmark.config.validate``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from benchmark.errors import UserError
+
+MIB = 2**20
+#: room a record, its temp copy and a report need beyond checkpoints
+RECORD_BYTES = 4 * MIB
+
+
+def check_seed(seed: int, what: str = "--seed") -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise UserError(f"{what} must be an integer in 0..{2**32 - 1}; got {seed!r}")
+    return seed
+
+
+def check_out_dir(path: str | os.PathLike, need_bytes: int = 0, what: str = "--out") -> Path:
+    """``path`` is (or can be made) a writable folder with ``need_bytes`` free."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file; expected a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be created: {exc.strerror or exc}") from None
+    try:
+        with tempfile.TemporaryFile(dir=path) as fh:
+            fh.write(b"x")
+    except OSError as exc:
+        raise UserError(f"{what} {path} is not writable: {exc.strerror or exc}") from None
+    if need_bytes:
+        free = shutil.disk_usage(path).free
+        if free < need_bytes:
+            raise UserError(f"{what} {path}: {free / MIB:.0f} MiB free, this needs about "
+                            f"{need_bytes / MIB:.0f} MiB (a checkpoint, its temp copy and the "
+                            "record); free some space or choose another folder")
+    return path
+
+
+def check_parent_writable(path: str | os.PathLike, what: str) -> Path:
+    """A file's folder exists or can be made, and is writable; the file is not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{what} {path} is a folder; expected a file name")
+    check_out_dir(path.parent if str(path.parent) else Path("."), what=f"{what}'s folder")
+    return path
+
+
+def check_data_root(data_root: str | None, dataset: str, needs_root: bool) -> None:
+    if not needs_root:
+        return
+    if not data_root:
+        raise UserError(f"dataset '{dataset}' needs --data-root (or $MLRBENCH_DATA)")
+    root = Path(data_root)
+    if not root.exists():
+        raise UserError(f"--data-root {root} does not exist; expected the folder holding the "
+                        f"datasets (python -m benchmark synth --like ... --root {root} writes "
+                        "a generated stand-in)")
+    if not root.is_dir():
+        raise UserError(f"--data-root {root} is a file; expected a folder")
+
+
+def checkpoint_bytes(model: torch.nn.Module) -> int:
+    """Bytes of a checkpoint: the weights and buffers, and Adam's two moments per trainable
+    weight (the optimizer the suite uses; SGD's momentum needs less)."""
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
+    return weights + buffers + 2 * trainable

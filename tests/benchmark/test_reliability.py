@@ -1,0 +1,295 @@
+"""Faults and bad inputs: one line and exit 2 before any work where the cause is knowable;
+nothing already written is lost (atomic writes, rescue of a record that cannot be written,
+checkpoints kept on a full disk, corrupt checkpoints moved aside, one process per run id, a
+diverging loss stopped at once); progress lines on non-terminal output."""
+
+import errno
+import fcntl
+import json
+import logging
+import os
+import stat
+
+import pytest
+import torch
+
+from benchmark.__main__ import main
+from benchmark.config import load_config
+from benchmark.errors import UserError
+from benchmark.experiment import identify, run_experiment
+
+SMOKE = ["--profile", "smoke", "--set", "model.weights=none", "--no-progress"]
+QUICK = ["--set", "train.epochs=2", "--set", "train.iters_per_epoch=1"]
+
+
+def run_args(tmp_path, *extra):
+    return ["run", "--method", "baseline", "--dataset", "synthetic", "--out",
+            str(tmp_path / "res"), *SMOKE, *QUICK, *extra]
+
+
+def one_line_error(capsys, code, expect):
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Traceback" not in err, err
+    assert expect in err, err
+    return code
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Fail the test if anything gets as far as decoding images."""
+    import benchmark.experiment as experiment
+
+    def boom(*a, **k):
+        raise AssertionError("work started before the error was found")
+
+    monkeypatch.setattr(experiment, "prepare_split", boom)
+
+
+# -- preflight -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("setting, expect", [
+    ("train.epochs=0", "'train.epochs' must be a value >= 1"),
+    ("train.base_lr=-0.1", "'train.base_lr' must be a value in"),
+    ("data.rates=[]", "'data.rates' must be a list of at least one value"),
+    ("data.rates=[2,0]", "'data.rates' must be each value >= 1"),
+    ("model.input_size=[8,8]", "'model.input_size' must be each value >= 16"),
+    ("model.input_size=[64]", "'model.input_size' must be a list of 2 values"),
+    ("train.milestones=[5,3]", "'train.milestones' must be in increasing order"),
+    ("train.batch_size=10", "multiple of 'train.num_instances'"),
+    ("ftwa.raft_blocks=0", "'ftwa.raft_blocks' must be a value >= 1"),
+    ("sr.pretrain_fraction=1.5", "'sr.pretrain_fraction' must be a value in [0, 1]"),
+    ("data.market1501.lr_camera=7", "'data.market1501.lr_camera' must be a value in [1, 6]"),
+    ("eval.max_rank=0", "'eval.max_rank' must be a value >= 1"),
+    ("loss.label_smoothing=1", "'loss.label_smoothing' must be a value in"),
+])
+def test_config_values_are_checked_by_meaning(setting, expect, tmp_path, capsys, no_training):
+    code = main(run_args(tmp_path, "--set", setting))
+    assert one_line_error(capsys, code, expect) == 2
+
+
+def test_numbers_in_e_notation_are_numbers():
+    cfg = load_config("smoke", ["train.base_lr=3e-4", "train.epochs=1e1"])
+    assert cfg["train"]["base_lr"] == pytest.approx(3e-4) and cfg["train"]["epochs"] == 10
+    with pytest.raises(UserError, match="'train.epochs' expects int"):
+        load_config("smoke", ["train.epochs=2.5"])
+
+
+@pytest.mark.parametrize("extra, expect", [
+    (["--seed", "-1"], "--seed must be an integer in 0.."),
+    (["--data-root", "/nonexistent/mlr", "--dataset", "caviar"], "does not exist"),
+])
+def test_bad_seed_and_data_root(extra, expect, tmp_path, capsys, no_training):
+    assert one_line_error(capsys, main(run_args(tmp_path, *extra)), expect) == 2
+
+
+def test_out_that_is_a_file_or_full(tmp_path, capsys, monkeypatch, no_training):
+    (tmp_path / "res").write_text("not a folder")
+    assert one_line_error(capsys, main(run_args(tmp_path)), "is a file; expected a folder") == 2
+    (tmp_path / "res").unlink()
+    import benchmark.preflight as preflight
+
+    monkeypatch.setattr(preflight.shutil, "disk_usage",
+                        lambda p: type("U", (), {"free": 10 * 2**20})())
+    assert one_line_error(capsys, main(run_args(tmp_path)), "10 MiB free, this needs about") == 2
+
+
+@pytest.mark.parametrize("suite, expect", [
+    ("methods: [baseline]\ndatasets: [synthetic]\nseeds: [x]\n", "'seeds' must be a non-empty "
+     "list of ints"),
+    ("methods: baseline\ndatasets: [synthetic]\n", "'methods' must be a non-empty list of strs"),
+    ("methods: all\ndatasets: [synthetic]\nset: [1]\n", "'set' must be a list of key=value"),
+    ("methods: all\ndatasets: [synthetic]\nset: [train.epochs=0]\n", "'train.epochs' must be"),
+    ("methods: all\ndatasets: [caviar]\n", "needs --data-root"),
+    ("methods: all\ndatasets: [synthetic]\nsynth: {ids: x}\n", "'synth' must be a mapping"),
+])
+def test_suite_files_are_checked_before_any_run(suite, expect, tmp_path, capsys, no_training):
+    path = tmp_path / "suite.yaml"
+    path.write_text(suite)
+    code = main(["suite", str(path), "--out", str(tmp_path / "res"), "--data-root", "",
+                 "--no-progress"])
+    assert one_line_error(capsys, code, expect) == 2
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["synth", "--like", "caviar", "--root", "{file}"], "--root {file} is a file"),
+    (["synth", "--like", "caviar", "--root", "{tmp}/s", "--seed", "-3"], "--seed must be"),
+    (["preview", "--out", "{tmp}"], "expected a .png file name"),
+    (["preview", "--out", "{tmp}/p.png", "--ids", "0"], "--ids must be in 1..64"),
+    (["report", "--results", "{tmp}/none"], "--results {tmp}/none is not a folder"),
+    (["report", "--results", "{tmp}", "--check", "-1"], "--check TOL must be"),
+    (["report", "--results", "{tmp}", "--out", "{tmp}"], "holds files that are not part of a "
+     "report"),
+    (["profile", "--method", "baseline", "--batch-size", "0"], "--batch-size and --repeats"),
+    (["profile", "--method", "baseline", "--out", "{file}"], "is a file"),
+    (["check-data", "--dataset", "caviar", "--data-root", "{tmp}/none"], "does not exist"),
+])
+def test_every_subcommand_checks_its_input(args, expect, tmp_path, capsys):
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    fill = {"{tmp}": str(tmp_path), "{file}": str(file)}
+
+    def sub(text):
+        for k, v in fill.items():
+            text = text.replace(k, v)
+        return text
+
+    assert one_line_error(capsys, main([sub(a) for a in args]), sub(expect)) == 2
+
+
+# -- nothing lost ------------------------------------------------------------------------------
+def test_atomic_write_keeps_the_old_file_and_no_temp(tmp_path):
+    from benchmark.atomic import atomic_write, write_text
+
+    target = write_text(tmp_path / "a.txt", "old")
+    assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~_umask()
+
+    def half_then_full_disk(fh):
+        fh.write(b"new, half of it")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError):
+        atomic_write(target, half_then_full_disk)
+    assert target.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["a.txt"]
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_full_disk_at_the_final_record_rescues_the_metrics(tmp_path, capsys, monkeypatch):
+    import benchmark.experiment as experiment
+
+    out = tmp_path / "res"
+    out.mkdir()
+    earlier = out / "earlier-run.json"
+    earlier.write_text('{"an": "earlier record"}')
+    monkeypatch.setenv("MLRBENCH_RESCUE", str(tmp_path / "rescue"))
+    real = experiment.write_json_atomic
+
+    def full_disk_in_out(path, data):
+        if str(path).startswith(str(out) + os.sep):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+
+    monkeypatch.setattr(experiment, "write_json_atomic", full_disk_in_out)
+    assert main(run_args(tmp_path)) == 3
+    captured = capsys.readouterr()
+    assert captured.err.strip().count("\n") == 0 and "No space left on device" in captured.err
+    (rescued,) = (tmp_path / "rescue").glob("*.json")
+    record = json.loads(rescued.read_text())
+    assert f"{record['metrics']['rank1']:7.2f}" in captured.out  # the metrics were printed
+    assert earlier.read_text() == '{"an": "earlier record"}'
+    ckpt = out / ".checkpoints" / f"{record['run_id']}.pt"
+    assert ckpt.exists() and not [p for p in out.rglob("*.tmp")]
+    # the same command once the disk has room: evaluates the kept checkpoint, trains nothing
+    monkeypatch.setattr(experiment, "write_json_atomic", real)
+    assert main(run_args(tmp_path)) == 0
+    again = json.loads((out / f"{record['run_id']}.json").read_text())
+    assert again["training"]["images_this_session"] == 0
+    assert again["metrics"]["mAP"] == pytest.approx(record["metrics"]["mAP"])
+    assert not ckpt.exists()
+
+
+def test_full_disk_at_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, caplog):
+    import benchmark.training as training
+
+    calls = []
+    real = training.save_atomic
+
+    def second_write_fails(obj, path):
+        calls.append(obj["epoch"])
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(obj, path)
+
+    monkeypatch.setattr(training, "save_atomic", second_write_fails)
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=3", "train.iters_per_epoch=1"])
+    with caplog.at_level(logging.WARNING):
+        rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert "could not write the checkpoint of epoch 2" in caplog.text
+    assert "the checkpoint of epoch 1 is kept" in caplog.text
+    assert calls == [0, 1, 2] and rec["training"]["epochs"] == 3
+
+
+def test_a_truncated_checkpoint_is_moved_aside(tmp_path, caplog):
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
+    rid = identify("baseline", "synthetic", cfg, 0, None)["run_id"]
+    ckpt = tmp_path / ".checkpoints" / f"{rid}.pt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"epoch": 0, "model": {}, "optimizer": {}}, ckpt)
+    ckpt.write_bytes(ckpt.read_bytes()[:40])  # cut short, as a kill mid-copy would leave it
+    with caplog.at_level(logging.WARNING):
+        rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert "cannot be read" in caplog.text and "moved aside" in caplog.text
+    assert (ckpt.parent / f"{rid}.pt.corrupt").exists()
+    assert rec["training"]["resumed_from_epoch"] == 0
+
+
+def test_a_second_identical_run_exits_2(tmp_path, capsys):
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=1"])
+    rid = identify("baseline", "synthetic", cfg, 0, None)["run_id"]
+    lock = tmp_path / "res" / ".checkpoints" / f"{rid}.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "w") as fh:  # another process holds the run
+        fh.write("pid 12345 on elsewhere")
+        fh.flush()
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code = main(run_args(tmp_path))
+    assert one_line_error(capsys, code, "is being run by pid 12345 on elsewhere") == 2
+    assert main(run_args(tmp_path)) == 0  # once it is free
+    assert not lock.exists()
+
+
+def test_a_diverging_loss_stops_at_that_step(tmp_path, capsys, monkeypatch):
+    from methods.baseline import Baseline
+
+    real = Baseline.training_step
+    steps = []
+
+    def nan_at_third_step(self, batch):
+        steps.append(1)
+        out = real(self, batch)
+        if len(steps) == 3:
+            out["loss"] = out["loss"] * float("nan")
+        return out
+
+    monkeypatch.setattr(Baseline, "training_step", nan_at_third_step)
+    code = main(run_args(tmp_path, "--set", "train.epochs=3"))
+    expect = "training diverged: the loss is nan at epoch 3, step 1; the checkpoint of epoch 2"
+    assert one_line_error(capsys, code, expect) == 2
+    assert len(steps) == 3
+
+
+# -- what a person sees, and what a record says ---------------------------------------------------
+def test_non_terminal_output_gets_a_line_per_epoch(tmp_path, capsys):
+    assert main(run_args(tmp_path, "--set", "train.epochs=3")) == 0
+    out = capsys.readouterr().out
+    for line in ("preparing images", "training 3 epochs x 1 steps", "estimated training time",
+                 "epoch 1/3: loss", "epoch 3/3: loss", "evaluating"):
+        assert line in out, line
+
+
+def test_long_runs_on_a_cpu_are_announced(caplog):
+    from benchmark.progress import estimate
+
+    with caplog.at_level(logging.INFO, logger="mlr_bench.progress"):
+        estimate(2.0, 100_000, "cpu", "paper")
+    assert "would train for about 55 h 33 min on cpu" in caplog.text
+    assert "--profile cpu" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mlr_bench.progress"):
+        estimate(2.0, 100_000, "cuda", "paper")
+    assert "would train" not in caplog.text
+
+
+def test_record_context_mode_and_resumed_time(tmp_path, monkeypatch):
+    from tests.benchmark.test_experiment import _interrupt_after_first_checkpoint  # noqa: F401
+
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=1"])
+    rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert stat.S_IMODE(os.stat(rec["path"]).st_mode) == 0o666 & ~_umask()
+    load = rec["machine_load"]
+    assert load["start"]["cpu_count"] == os.cpu_count() and "loadavg_1m" in load["end"]
+    assert rec["timings"]["train_s_before_resume"] == 0.0
+    assert rec["timings"]["train_s"] <= rec["timings"]["total_s"]
