@@ -220,6 +220,8 @@ def get_dotted(cfg: dict[str, Any], key: str) -> Any:
     return node
 
 
+#: a lower bound meaning "greater than 0"
+POSITIVE = 1e-12
 #: bounds of common numeric keys: (low, high), inclusive, None for open; a list's items each
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.last_stride": (1, 2),
@@ -232,13 +234,13 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.iters_per_epoch": (0, None),
     "train.batch_size": (2, None),
     "train.num_instances": (1, None),
-    "train.base_lr": (1e-12, 10.0),
+    "train.base_lr": (POSITIVE, 10.0),
     "train.weight_decay": (0, 1.0),
     "train.momentum": (0, 1.0),
     "train.warmup_epochs": (0, None),
-    "train.warmup_factor": (1e-12, 1.0),
+    "train.warmup_factor": (POSITIVE, 1.0),
     "train.milestones": (0, None),
-    "train.gamma": (1e-12, None),
+    "train.gamma": (POSITIVE, None),
     "train.pad_crop": (0, None),
     "train.checkpoint_every": (1, None),
     "loss.lambda_cls": (0, None),
@@ -255,11 +257,12 @@ LISTS: dict[str, int | None] = {"model.input_size": 2, "data.rates": None}
 
 
 def _bounds_text(low: float | None, high: float | None) -> str:
+    above = "> 0" if low == POSITIVE else f">= {low:g}" if low is not None else ""
     if high is None:
-        return f">= {low:g}"
+        return above
     if low is None:
         return f"<= {high:g}"
-    return f"in [{low:g}, {high:g}]"
+    return f"{above} and <= {high:g}" if low == POSITIVE else f"in [{low:g}, {high:g}]"
 
 
 def _check_range(key: str, value: Any, low: float | None, high: float | None) -> None:

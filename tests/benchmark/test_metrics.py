@@ -223,6 +223,15 @@ def test_pairwise_distance():
     assert pairwise_distance(q, g).squeeze().tolist() == pytest.approx([5.0, 0.0])
     cos = pairwise_distance(torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]]), "cosine")
     assert cos.item() == pytest.approx(1.0)
+    # 1 - cosine similarity, each row normalised on its own
+    a, b = torch.tensor([[3.0, 4.0], [0.0, 2.0]]), torch.tensor([[6.0, 8.0], [-1.0, 0.0]])
+    expect = [[0.0, 1.6], [1 - 0.8, 1.0]]
+    assert pairwise_distance(a, b, "cosine").tolist() == [pytest.approx(r) for r in expect]
+    with pytest.raises(ValueError, match="unknown distance 'manhattan'; expected euclidean"):
+        pairwise_distance(a, b, "manhattan")
+    # chunks of queries give the same matrix; no query gives an empty (0, G) one
+    assert torch.equal(pairwise_distance(a, b, chunk=1), pairwise_distance(a, b))
+    assert pairwise_distance(a[:0], b).shape == (0, 2)
 
 
 def test_single_shot_draws_a_new_gallery_each_repeat():
@@ -254,3 +263,31 @@ def test_rank_result_reads_as_a_mapping():
     assert r["num_valid"] == 2 and r["num_skipped"] == 0
     assert r.summary() == {"rank1": 50.0, "rank5": 100.0, "rank10": 100.0, "rank20": 100.0,
                            "mAP": 75.0, "mINP": 75.0}
+
+
+def test_argument_checks_and_short_curves():
+    dist = np.array([[0.1, 0.2], [0.05, 0.1]])
+    pids, cams = np.array([1, 2]), np.array([0, 0])
+    with pytest.raises(ValueError, match="camera id arrays must have the same lengths"):
+        rank_metrics(dist, pids, pids, cams, np.array([1, 1, 1]))  # only the gallery's is off
+    with pytest.raises(ValueError, match="max_rank must be >= 1; got 0"):
+        rank_metrics(dist, pids, pids, cams, cams + 1, max_rank=0)
+    one = rank_metrics(dist, pids, pids, cams, cams + 1, max_rank=1)
+    assert one.cmc.tolist() == [0.5]  # query 0 at rank 1, query 1 at rank 2
+    with pytest.raises(ValueError, match="repeats must be >= 1; got 0"):
+        single_shot_metrics(dist, pids, pids, cams, cams + 1, repeats=0,
+                            generator=np.random.default_rng(0))
+    ss = single_shot_metrics(dist, pids, pids, cams, cams + 1, repeats=1,
+                             generator=np.random.default_rng(0), max_rank=3)
+    assert ss.cmc.tolist() == pytest.approx([0.5, 1.0, 1.0])
+    assert ss.mINP == pytest.approx(one.mINP) == pytest.approx((1 + 0.5) / 2)
+    assert (ss.num_valid, ss.num_skipped) == (2, 0)
+
+
+def test_single_shot_counts_skipped_queries():
+    """A query whose identity is missing from the gallery is skipped in every repeat."""
+    dist = np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0.5]])
+    q_pids, g_pids = np.array([1, 2, 3]), np.array([1, 2])
+    r = single_shot_metrics(dist, q_pids, g_pids, np.zeros(3), np.ones(2), repeats=2,
+                            generator=np.random.default_rng(0))
+    assert (r.num_valid, r.num_skipped) == (2, 1)

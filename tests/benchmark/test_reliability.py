@@ -48,7 +48,7 @@ def no_training(monkeypatch):
 # -- preflight -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("setting, expect", [
     ("train.epochs=0", "'train.epochs' must be a value >= 1"),
-    ("train.base_lr=-0.1", "'train.base_lr' must be a value in"),
+    ("train.base_lr=-0.1", "'train.base_lr' must be a value > 0 and <= 10; got -0.1"),
     ("data.rates=[]", "'data.rates' must be a list of at least one value"),
     ("data.rates=[2,0]", "'data.rates' must be each value >= 1"),
     ("model.input_size=[8,8]", "'model.input_size' must be each value >= 16"),

@@ -42,8 +42,22 @@ def test_triplet_hand_case():
     assert batch_hard_triplet(x, labels, 0.3).item() == pytest.approx(5.3 / 4)
     assert batch_hard_triplet(x[:2], labels[:2]).item() == 0.0  # no negatives: nothing to mine
     assert batch_hard_triplet(x, labels).item() == pytest.approx(5.3 / 4)  # default margin 0.3
+    # an anchor without a positive (a label seen once) is left out of the mean, not counted as 0
+    y = torch.tensor([[0.0], [2.0], [2.5]])  # anchors: 0 -> 0; 1: ap 2, an 0.5 -> 1.8; 2: none
+    assert batch_hard_triplet(y, torch.tensor([0, 0, 1])).item() == pytest.approx(1.8 / 2)
     with pytest.raises(ValueError, match=r"features \(4, 1\) and labels \(3,\) disagree"):
         batch_hard_triplet(x, labels[:3])
+
+
+def test_identity_loss_applies_label_smoothing():
+    from methods.losses import identity_loss
+
+    logits, labels = torch.tensor([[2.0, 0.5, -1.0], [0.1, 0.2, 0.3]]), torch.tensor([0, 2])
+    logp = torch.log_softmax(logits, 1)
+    plain = -(logp[0, 0] + logp[1, 2]) / 2
+    smooth = -sum(0.9 * logp[i, int(labels[i])] + 0.1 * logp[i].mean() for i in range(2)) / 2
+    assert identity_loss(logits, labels).item() == pytest.approx(plain.item(), rel=1e-6)
+    assert identity_loss(logits, labels, 0.1).item() == pytest.approx(smooth.item(), rel=1e-6)
 
 
 def test_last_stride_one_doubles_the_map():

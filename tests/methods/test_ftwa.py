@@ -156,6 +156,39 @@ def test_swa_triplet_against_eq7_and_plain_form():
     assert plain.item() == pytest.approx(((t1 + t2) / 2).item(), rel=1e-5)
 
 
+def smoothed_ce(logits, label, eps):
+    """Cross-entropy with label smoothing, from its definition: (1 - eps) on the label plus
+    eps spread uniformly over all classes."""
+    logp = torch.log_softmax(logits, 0)
+    return -((1 - eps) * logp[label] + eps * logp.mean())
+
+
+def test_swa_losses_pass_label_smoothing_and_margin_through():
+    g = torch.Generator().manual_seed(3)
+    kind = {"logits": torch.randn(3, 4, generator=g), "w": torch.rand(3, generator=g),
+            "logits_syn": torch.randn(3, 4, generator=g), "w_syn": torch.rand(3, generator=g),
+            "labels": torch.tensor([0, 2, 3])}
+    expect = sum((kind["w"][i] * smoothed_ce(kind["logits"][i], kind["labels"][i], 0.2)
+                  + kind["w_syn"][i] * smoothed_ce(kind["logits_syn"][i], kind["labels"][i], 0.2))
+                 / (kind["w"][i] + kind["w_syn"][i]) for i in range(3)) / 3
+    assert swa_identity_loss(kind, None, 0.2).item() == pytest.approx(float(expect), rel=1e-5)
+    v, labels, w = torch.randn(6, 4, generator=g), torch.tensor([0, 0, 1, 1, 2, 2]), torch.ones(3)
+    assert swa_triplet_loss([(v, labels, w, w)], 1.0).item() == pytest.approx(
+        batch_hard_triplet(v, labels, 1.0).item(), rel=1e-6)
+    assert swa_triplet_loss([(v, labels, w, w)]).item() == pytest.approx(  # default margin 0.3
+        batch_hard_triplet(v, labels, 0.3).item(), rel=1e-6)
+    with pytest.raises(ValueError, match="swa_identity_loss needs HR or LR images"):
+        swa_identity_loss(None, None)
+    with pytest.raises(ValueError, match="swa_triplet_loss needs at least one resolution space"):
+        swa_triplet_loss([])
+
+
+def test_space_head_has_a_quality_evaluator_by_default():
+    from methods.swa import SpaceHead
+
+    assert SpaceHead(8, 3).quality is not None and SpaceHead(8, 3, weighted=False).quality is None
+
+
 # -- the variants --------------------------------------------------------------------------------
 def test_variants_registered():
     for name in ["baseline", *VARIANTS]:
@@ -228,6 +261,24 @@ def test_weighted_distance_hand_computed():
                                                          "ftwa.distance=hr-only"]), 4)
     assert hr_only.distance_name == "hr-only"
     assert torch.allclose(hr_only.distance(q, g), got["hr-only"])
+
+
+def test_space_distances_normalise_each_vector_and_use_eval_distance():
+    """With eval.normalize each vector is scaled to unit length on its own before D; with
+    eval.distance=cosine, D is 1 - cosine similarity."""
+    q = {"hr": torch.tensor([[3.0, 4.0], [0.0, 2.0]]), "lr": torch.tensor([[1.0, 0.0], [0.0, 5.0]]),
+         "w_hr": torch.ones(2), "w_lr": torch.ones(2)}
+    g = {"hr": torch.tensor([[6.0, 8.0]]), "lr": torch.tensor([[0.0, 3.0]]),
+         "w_hr": torch.ones(1), "w_lr": torch.ones(1)}
+    m = build_method("ftwa-r", load_config("smoke", ["model.weights=none"]), 4)
+    d = m.distances(q, g)
+    # unit vectors: hr q0 = g0 -> 0; q1 = (0, 1) vs (.6, .8) -> sqrt(.36 + .04); lr: q0 (1, 0)
+    # vs (0, 1) -> sqrt 2, q1 (0, 1) vs (0, 1) -> 0
+    assert d["hr-only"][:, 0].tolist() == pytest.approx([0.0, 0.4 ** 0.5], abs=1e-6)
+    assert d["mean"][:, 0].tolist() == pytest.approx([2 ** 0.5 / 2, 0.4 ** 0.5 / 2], abs=1e-6)
+    cos = build_method("ftwa-r", load_config("smoke", ["model.weights=none",
+                                                        "eval.distance=cosine"]), 4)
+    assert cos.distances(q, g)["hr-only"][:, 0].tolist() == pytest.approx([0.0, 0.2], abs=1e-6)
 
 
 def test_default_test_distances():
