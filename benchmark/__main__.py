@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -61,6 +62,10 @@ def show_progress_lines() -> None:
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def default_data_root() -> str:
@@ -520,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     show_progress_lines()
+    previous = signal.signal(signal.SIGTERM, _terminate)  # preemption: clean up as Ctrl-C does
     try:
         return args.func(args)
     except UserError as exc:
@@ -537,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: run the same command again to resume from the last checkpoint",
               file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -293,3 +293,22 @@ def test_record_context_mode_and_resumed_time(tmp_path, monkeypatch):
     assert load["start"]["cpu_count"] == os.cpu_count() and "loadavg_1m" in load["end"]
     assert rec["timings"]["train_s_before_resume"] == 0.0
     assert rec["timings"]["train_s"] <= rec["timings"]["total_s"]
+
+
+def test_sigterm_is_an_interrupt(monkeypatch, capsys):
+    """A cluster's preemption (SIGTERM) ends a command like Ctrl-C: finally blocks run (locks
+    and temp files go), one line, exit 130; the previous handler is restored."""
+    import signal
+
+    import benchmark.__main__ as cli
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    def preempted(args):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("not reached")
+
+    monkeypatch.setattr(cli, "cmd_list", preempted)
+    assert cli.main(["list"]) == 130
+    assert "interrupted: run the same command again" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before
