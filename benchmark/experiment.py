@@ -159,8 +159,9 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
     ckpt = out_dir / ".checkpoints" / f"{rid}.pt"
     for stale in stale_temps(ckpt.parent, ckpt.name) + stale_temps(out_dir, path.name):
         stale.unlink(missing_ok=True)  # left by a killed process; we hold the run's lock
-    other_data = sorted(p.name for p in out_dir.glob(f"{ident['prefix']}__data*.json")
-                        if p != path)
+    other_data = sorted(p.name for p in [*out_dir.glob(f"{ident['prefix']}__data*.json"),
+                                         *ckpt.parent.glob(f"{ident['prefix']}__data*.pt")]
+                        if p not in (path, ckpt))
     if other_data:
         log.warning("the results store holds this run on other data (%s); this data's "
                     "fingerprint is %s, so it trains anew", ", ".join(other_data),

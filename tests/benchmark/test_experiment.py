@@ -245,3 +245,17 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path, monkeypatch, caplog)
                  identity={"run_id": "a", "data_fingerprint": "y"})
     # the anew run's own checkpoint (same identity, after its last epoch) resumes: no step left
     assert same["resumed_from_epoch"] == 2 and same["images_this_session"] == 0
+
+
+def test_a_checkpoint_of_other_data_is_named_not_resumed(tmp_path, caplog):
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
+    from benchmark.experiment import identify
+
+    ident = identify("baseline", "synthetic", cfg, 0, None)
+    other = tmp_path / ".checkpoints" / f"{ident['prefix']}__dataffffffffff.pt"
+    other.parent.mkdir(parents=True)
+    other.write_bytes(b"a checkpoint of a run on other data")
+    with caplog.at_level("WARNING"):
+        rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert other.name in caplog.text and "trains anew" in caplog.text
+    assert rec["training"]["resumed_from_epoch"] == 0 and other.exists()
