@@ -259,3 +259,18 @@ def test_a_checkpoint_of_other_data_is_named_not_resumed(tmp_path, caplog):
         rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
     assert other.name in caplog.text and "trains anew" in caplog.text
     assert rec["training"]["resumed_from_epoch"] == 0 and other.exists()
+
+
+def test_committed_records_keep_their_identity():
+    """The records committed under docs/results are found again by the commands that made them
+    (the same run id): a change to what a run's identity covers shows up here first."""
+    from pathlib import Path
+
+    from benchmark.experiment import identify
+
+    folder = Path(__file__).resolve().parents[2] / "docs" / "results"
+    cfg = load_config("cpu")
+    for sub, method, seed in (("ablation-cpu", "baseline", 1), ("ablation-cpu", "ftwa", 2),
+                              ("sr-cpu", "sr-joint", 0)):
+        rid = identify(method, "synthetic", cfg, seed, None)["run_id"]
+        assert (folder / sub / f"{rid}.json").is_file(), rid

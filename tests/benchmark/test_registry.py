@@ -74,3 +74,17 @@ def test_module_class_methods(tmp_path, monkeypatch):
                           ("user_mod:", "expected module:Name")]:
         with pytest.raises(UserError, match=message):
             resolve_method(spec)
+
+
+def test_dataset_options_need_a_section():
+    from benchmark.config import Option
+    from datasets import DATASETS, DatasetSpec, register_dataset
+
+    with pytest.raises(TypeError, match="dataset 'x-data' declares options but no config_section"):
+        register_dataset(DatasetSpec("x-data", "x", build=lambda c, r: None,
+                                     options={"a": Option(1, "a")}))
+    spec = DatasetSpec("x-data", "x", build=lambda c, r: None)
+    try:
+        assert register_dataset(spec) is spec and DATASETS["x-data"] is spec
+    finally:
+        DATASETS.unregister("x-data")

@@ -231,3 +231,39 @@ def test_synth_refuses_to_overwrite(root):
 def test_bad_trial(root):
     with pytest.raises(UserError, match=r"data.trial.*0\.\.9"):
         build_dataset("mlr-viper", cfg("data.trial=10"), str(root))
+
+
+# Digests of the rates each protocol draws for its LR images on the stand-ins above (seed 0,
+# 12 ids): a change to a protocol's draw (its salt, its keys, its seed) changes every run's
+# protocol and identity silently; this makes it a decision.
+RATE_DIGESTS = {"market1501": "7f8af96c1985", "cuhk03": "1b2d95d7a5dc", "viper": "5a7f99b17ca8"}
+
+
+@pytest.mark.parametrize("like", list(MLR))
+def test_protocol_records_what_it_did(root, like):
+    import hashlib
+    import json
+
+    d = build_dataset(MLR[like], cfg(), str(root))
+    assert d.info["metric"] == ("market" if like == "market1501" else "single-shot")
+    assert d.info["train_ids"] == sorted({s.pid for s in d.train})
+    assert d.info["test_ids"] == sorted({s.pid for s in d.query})
+    assert d.info["trial"] == 0 and d.info["rates"] == [2, 3, 4]
+    if like == "caviar":
+        assert d.info["lr_rates"] == {} and d.info["genuine_lr"] is True
+        return
+    # the LR camera is LR in the training split too (both kinds for the two-stream methods)
+    assert any(s.is_lr for s in d.train) and any(not s.is_lr for s in d.train)
+    digest = hashlib.sha256(json.dumps(sorted(d.info["lr_rates"].items())).encode())
+    assert digest.hexdigest()[:12] == RATE_DIGESTS[like]
+
+
+def test_market_distractors_on_the_lr_camera_are_not_queries(root, tmp_path):
+    copy = tmp_path / "m"
+    shutil.copytree(root / "market1501", copy / "market1501")
+    test_dir = copy / "market1501" / "Market-1501-v15.09.15" / "bounding_box_test"
+    some = sorted(test_dir.iterdir())[0]
+    shutil.copy(some, test_dir / "0000_c1s1_999999_01.jpg")  # a distractor seen by c1
+    d = build_dataset("mlr-market1501", cfg(), str(copy))
+    assert all(s.pid > 0 for s in d.query)
+    assert not any(s.source.endswith("0000_c1s1_999999_01.jpg") for s in d.query + d.gallery)
