@@ -22,10 +22,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-COPY = ["benchmark", "methods", "datasets", "reports", "scripts", "tests", "pyproject.toml",
+COPY = ["benchmark", "methods", "datasets", "reports", "scripts", "tests", "docs", "pyproject.toml",
         "README.md"]
 #: group -> (modules mutated, mutmut mutant-name globs, the tests that check them)
-GROUPS: dict[str, tuple[list[str], list[str], list[str]]] = {
+GROUPS: dict[str, tuple[list[str], list[str], list[str]]] = {  # in the order they run
     "losses": (["methods/losses.py", "methods/swa.py"], ["methods.losses.*", "methods.swa.*"],
                ["tests/methods/test_baseline.py", "tests/methods/test_ftwa.py"]),
     "distances": (["methods/ftwa.py", "benchmark/metrics.py"],
@@ -33,15 +33,15 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str]]] = {
                   ["tests/methods/test_ftwa.py", "tests/benchmark/test_metrics.py"]),
     "metrics": (["benchmark/metrics.py"], ["benchmark.metrics.*"],
                 ["tests/benchmark/test_metrics.py", "tests/benchmark/test_evaluation.py"]),
+    "evaluation": (["benchmark/evaluation.py"], ["benchmark.evaluation.*"],
+                   ["tests/benchmark/test_evaluation.py", "tests/benchmark/test_experiment.py"]),
+    "training": (["benchmark/training.py"], ["benchmark.training.*"],
+                 ["tests/benchmark/test_experiment.py"]),
     "protocols": (["datasets/protocols.py", "datasets/base.py", "datasets/market1501.py",
                    "datasets/cuhk03.py", "datasets/viper.py", "datasets/caviar.py",
                    "datasets/synthetic.py"],
                   ["datasets.protocols.*", "datasets.base.*", "datasets.*.x_build*"],
                   ["tests/datasets", "tests/benchmark/test_experiment.py"]),
-    "evaluation": (["benchmark/evaluation.py"], ["benchmark.evaluation.*"],
-                   ["tests/benchmark/test_evaluation.py", "tests/benchmark/test_experiment.py"]),
-    "training": (["benchmark/training.py"], ["benchmark.training.*"],
-                 ["tests/benchmark/test_experiment.py"]),
 }
 
 
