@@ -54,6 +54,8 @@ class Option:
     #: bounds of a number (or of each item of a list of numbers), checked after every override
     low: float | None = None
     high: float | None = None
+    #: an integer option that must be a multiple of this
+    multiple_of: int | None = None
 
 
 def declared_sections() -> dict[str, dict[str, Option]]:
@@ -138,8 +140,9 @@ def _type_name(value: Any) -> str:
 
 
 def _coerce(key: str, default: Any, value: Any, where: str) -> Any:
-    """Check ``value`` against the type of ``default`` (the key's value before the override)."""
-    if default is None or value is None:
+    """Check ``value`` against the type of ``default`` (the key's value before the override).
+    Every key has a value: null is refused like any other wrong type."""
+    if default is None:
         return value
     if isinstance(default, bool):
         if isinstance(value, bool):
@@ -301,6 +304,12 @@ def validate(cfg: dict[str, Any]) -> None:
     for key, (low, high) in ranges.items():
         if key in flat:
             _check_range(key, flat[key], low, high)
+    for section, options in declared_sections().items():
+        for k, o in options.items():
+            value = flat.get(f"{section}.{k}")
+            if o.multiple_of and isinstance(value, int) and value % o.multiple_of:
+                raise UserError(f"config '{section}.{k}' must be a multiple of {o.multiple_of}; "
+                                f"got {value}")
     train = cfg["train"]
     if train["batch_size"] % train["num_instances"] != 0:
         raise UserError(

@@ -7,3 +7,7 @@ class UserError(Exception):
     The message names the option, file or value and says what was expected. The CLI prints it
     as one line and exits with code 2.
     """
+
+
+class DivergenceError(UserError):
+    """Training diverged: a non-finite loss, weights or embeddings."""

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from benchmark.errors import DivergenceError
 from benchmark.metrics import RankResult, rank_metrics, single_shot_metrics
 from datasets.bank import Prepared
 from datasets.transforms import normalize
@@ -58,6 +59,12 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
     t0 = time.perf_counter()
     q = embed(method, prep, prep.query, device, ecfg["batch_size"], progress, "query")
     g = embed(method, prep, prep.gallery, device, ecfg["batch_size"], progress, "gallery")
+    for side, emb in (("query", q), ("gallery", g)):
+        for name, values in emb.items():
+            if not torch.isfinite(values).all():
+                raise DivergenceError(
+                    f"the model's {side} embeddings ('{name}') are not finite: training "
+                    "diverged (see the epoch losses above); lower train.base_lr")
     t1 = time.perf_counter()
     dist = method.distance(q, g)
     result = _metric(prep, dist, prep.query, prep.gallery, cfg, seed)

@@ -25,7 +25,7 @@ from benchmark import environment
 from benchmark import progress as progress_log
 from benchmark.atomic import stale_temps
 from benchmark.config import config_hash, run_config
-from benchmark.errors import UserError
+from benchmark.errors import DivergenceError, UserError
 from benchmark.evaluation import evaluate
 from benchmark.preflight import (
     RECORD_BYTES,
@@ -100,6 +100,38 @@ def run_lock(out_dir: Path, rid: str) -> Iterator[Path]:
         fh.close()
 
 
+def trial_step(method_cls: type, cfg: dict[str, Any], num_classes: int) -> int:
+    """Build the model and run one training step and one embedding of each path on a small
+    random batch at the input size (CPU), so that what a config can only show when the model
+    runs (shapes, divisibility, a method's own checks) fails now, not after the images are
+    decoded. Returns the checkpoint size of the model in bytes."""
+    import torch
+
+    from benchmark.cost import random_images, training_batch
+
+    try:
+        model = method_cls(cfg, num_classes)
+        k = int(cfg["train"]["num_instances"])
+        size = tuple(int(v) for v in cfg["model"]["input_size"])
+        batch = training_batch(model, 2 * k, k, random_images(2 * k, size, torch.device("cpu")))
+        model.train()
+        model.on_train_start(10)
+        model.training_step(batch)["loss"].backward()
+        model.eval()
+        with torch.no_grad():
+            x = batch.images[:2]
+            model.distance(model.embed(x, torch.ones(2, dtype=torch.bool)),
+                           model.embed(x, torch.zeros(2, dtype=torch.bool)))
+    except UserError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any failure: the config does not fit the method
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise UserError(f"method '{method_cls.name}' cannot run with this config: "
+                        f"{type(exc).__name__}: {first} (a trial step on random images, before "
+                        "any data was decoded)") from None
+    return checkpoint_bytes(model)
+
+
 def identify(method_name: str, dataset: str, cfg: dict[str, Any], seed: int,
              data_root: str | None) -> dict[str, Any]:
     """The run's identity without decoding any image: method class, dataset spec, the built
@@ -141,12 +173,14 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
         record["skipped"] = True
         record["path"] = str(path)
         return record
-    # before any image is decoded: the model builds with this config, and --out has room for
-    # its checkpoint (written as a temp copy beside the previous one) and the record
-    num_classes = max(2, ident["data"].counts()["train_ids"])
-    probe = method_cls(cfg, num_classes)
-    check_out_dir(out_dir, 2 * checkpoint_bytes(probe) + RECORD_BYTES)
-    del probe
+    # before any image is decoded: the model builds and takes a step with this config, and
+    # --out has room for its checkpoint (written as a temp copy beside the previous one)
+    size = trial_step(method_cls, cfg, max(2, ident["data"].counts()["train_ids"]))
+    check_out_dir(out_dir, 2 * size + RECORD_BYTES)
+    ckpt = out_dir / ".checkpoints" / f"{rid}.pt"
+    if force and ckpt.exists():
+        ckpt.replace(ckpt.with_name(ckpt.name + ".old"))
+        log.warning("--force: starting anew; the checkpoint was moved to %s.old", ckpt)
     with run_lock(out_dir, rid):
         return _run_locked(ident, cfg, seed, data_root, out_dir, path, device, progress,
                            t_start, load_start)
@@ -177,7 +211,15 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
     training = train(method, prep, cfg, device, seed, ckpt, progress, identity)
     progress_log.phase(f"evaluating {len(prep.query)} queries against {len(prep.gallery)} "
                        "gallery images")
-    evaluation = evaluate(method, prep, cfg, device, seed, progress)
+    try:
+        evaluation = evaluate(method, prep, cfg, device, seed, progress)
+    except DivergenceError as exc:  # its last checkpoint holds the diverged weights: set aside
+        note = ""
+        if ckpt.exists():
+            aside = ckpt.with_name(ckpt.name + ".diverged")
+            ckpt.replace(aside)
+            note = f"; its checkpoint was moved aside to {aside}, so a re-run starts anew"
+        raise DivergenceError(f"{exc}{note}") from None
     query_emb, gallery_emb = evaluation.pop("embeddings")
     extras = method.evaluation_extras(EvalContext(prep, device, query_emb, gallery_emb, out_dir,
                                                   rid, cfg))

@@ -59,16 +59,37 @@ def run_id(method: str, dataset: str, profile: str, seed: int, trial: int, cfg_h
     return f"{run_prefix(method, dataset, profile, seed, trial, cfg_hash)}__data{data_hash}"
 
 
+#: what every run record holds (reports and the stored-record check rely on these)
+REQUIRED_RUN_KEYS = ("run_id", "method", "dataset", "profile", "seed", "config_hash", "config",
+                     "metrics", "data", "model", "environment")
+REQUIRED_METRICS = ("rank1", "rank5", "rank10", "rank20", "mAP", "cmc")
+
+
+def record_problem(data: Any) -> str | None:
+    """What is wrong with a run record (of any known schema), or None."""
+    if not isinstance(data, dict) or data.get("schema") not in (SCHEMA, *OLD_RUN_SCHEMAS):
+        return f"not an mlr-bench run record (expected schema '{SCHEMA}')"
+    missing = [k for k in REQUIRED_RUN_KEYS if k not in data]
+    if not missing and isinstance(data["metrics"], dict):
+        missing = [f"metrics.{k}" for k in REQUIRED_METRICS if k not in data["metrics"]]
+    elif not missing:
+        missing = ["metrics"]
+    if missing:
+        return f"a run record without {', '.join(missing)} (cut short or edited by hand?)"
+    return None
+
+
 def load_record(path: str | os.PathLike) -> dict[str, Any]:
-    """Read one run record; a corrupt or foreign JSON raises UserError naming the file."""
+    """Read one run record; a corrupt, foreign or incomplete JSON raises UserError naming the
+    file."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise UserError(f"results file {path} is not readable JSON: {exc}") from exc
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        raise UserError(f"results file {path} is not an mlr-bench run record "
-                        f"(expected schema '{SCHEMA}')")
+    problem = record_problem(data)
+    if problem:
+        raise UserError(f"results file {path} is {problem}")
     return data
 
 
@@ -93,7 +114,9 @@ def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
     says so), and the run id is rebuilt from them. Metrics are untouched.
     """
     if record.get("schema") == SCHEMA:
-        return record
+        if "source" in record.get("data", {}).get("fingerprint", {}):
+            return record
+        return _add_source(json.loads(json.dumps(record)))
     if record.get("schema") not in OLD_RUN_SCHEMAS:
         raise UserError(f"cannot upgrade a record of schema {record.get('schema')!r}")
     from benchmark.config import config_hash, load_config, run_config
@@ -114,4 +137,19 @@ def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
                config=cfg, run_id=run_id(out["method"], out["dataset"], out["profile"],
                                          int(out["seed"]), trial, chash, fp["hash"]))
     out["data"]["fingerprint"] = fp
-    return out
+    return _add_source(out)
+
+
+def _add_source(record: dict[str, Any]) -> dict[str, Any]:
+    """Fill ``data.fingerprint.source`` (added in v2 after the first records): recomputed for
+    data generated in memory, 'unknown' for folders (the files may be gone)."""
+    from datasets import DATASETS, build_dataset, fingerprint
+
+    fp = record["data"].setdefault("fingerprint", {"hash": "unknown"})
+    if "source" in fp:
+        return record
+    if DATASETS[record["dataset"]].needs_root:
+        fp["source"] = "unknown"
+    else:
+        fp["source"] = fingerprint(build_dataset(record["dataset"], record["config"]))["source"]
+    return record

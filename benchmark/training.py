@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark import progress as progress_log
-from benchmark.errors import UserError
+from benchmark.errors import DivergenceError, UserError
 from benchmark.optim import build_optimizer, build_scheduler
 from benchmark.store import save_atomic
 from datasets.bank import Prepared
@@ -36,10 +36,6 @@ log = logging.getLogger(__name__)
 def iters_per_epoch(cfg: dict[str, Any], num_train: int) -> int:
     iters = int(cfg["train"]["iters_per_epoch"])
     return iters if iters > 0 else max(1, num_train // int(cfg["train"]["batch_size"]))
-
-
-class DivergenceError(UserError):
-    """The loss became NaN or infinite."""
 
 
 def _load_checkpoint(checkpoint: Path, device: torch.device, identity: dict[str, Any] | None
@@ -63,6 +59,20 @@ def _load_checkpoint(checkpoint: Path, device: torch.device, identity: dict[str,
                     "training anew", checkpoint, found, identity)
         return None
     return state
+
+
+def _fits(state: dict[str, Any], method: Method, checkpoint: Path) -> dict[str, Any] | None:
+    """The state if its weights have this model's names and shapes; else it is moved aside
+    (``*.corrupt``) and named, and training starts from the beginning."""
+    own, theirs = method.state_dict(), state["model"]
+    wrong = sorted(set(own) ^ set(theirs)) or [k for k in own if own[k].shape != theirs[k].shape]
+    if not wrong:
+        return state
+    aside = checkpoint.with_name(checkpoint.name + ".corrupt")
+    checkpoint.replace(aside)
+    log.warning("checkpoint %s does not fit this model (e.g. %s); moved aside to %s, training "
+                "from the start", checkpoint, wrong[0], aside)
+    return None
 
 
 def _save_checkpoint(state: dict[str, Any], checkpoint: Path, epoch: int,
@@ -97,14 +107,16 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
     state = None
     if checkpoint is not None and checkpoint.exists():
         state = _load_checkpoint(checkpoint, device, identity)
+    if state is not None and checkpoint is not None:
+        state = _fits(state, method, checkpoint)
     if state is not None:
         try:
             method.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise UserError(f"checkpoint {checkpoint} does not fit this model "
-                            f"({type(exc).__name__}); delete it or run with --force") from None
+            raise UserError(f"checkpoint {checkpoint} does not fit this model's optimiser "
+                            f"({type(exc).__name__}); run with --force to start anew") from None
         start_epoch, history = state["epoch"] + 1, state["history"]
         seconds_before = state["train_seconds"]
         progress_log.phase(f"resumed from {checkpoint} after epoch {start_epoch}")
@@ -157,6 +169,14 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
             torch.cuda.synchronize(device)
         epoch_s = time.perf_counter() - t0
         train_seconds += epoch_s
+        bad = next((n for n, p in method.named_parameters() if not torch.isfinite(p).all()), None)
+        if bad is not None:
+            kept = (f"the checkpoint of epoch {last_saved} is kept at {checkpoint}"
+                    if last_saved and checkpoint is not None else "no checkpoint was written")
+            raise DivergenceError(
+                f"training diverged: weights became NaN or infinite in epoch {epoch + 1} (e.g. "
+                f"{bad}; mean loss {sums.get('loss', 0.0) / iters:.3g}); {kept}; lower "
+                f"train.base_lr (now {tcfg['base_lr']:g})")
         history.append({k: v / iters for k, v in sums.items()} | {"epoch": epoch + 1})
         done = epoch + 1 - start_epoch
         eta = train_seconds / done * (tcfg["epochs"] - epoch - 1)

@@ -96,11 +96,12 @@ def is_key(source: str) -> bool:
 def fingerprint(data: MLRData) -> dict[str, Any]:
     """What identifies the data a run reads, as a short hash and its parts.
 
-    Covers the split (every sample's source relative to the root, pid, camera, rate and LR
-    flag, per split), the resolved data root, and each file read with its size and
+    ``hash`` covers the split (every sample's source relative to the root, pid, camera, rate
+    and LR flag, per split), the resolved data root, and each file read with its size and
     modification time (plus ``data.identity``: extra files, or the generator's parameters for
-    images generated in memory). Content is not hashed: a file rewritten with the same size and
-    time would pass, a copied or touched file does not.
+    images generated in memory); ``source`` the same without the split (what the trials of one
+    dataset share; reports average runs over it). Content is not hashed: a file rewritten with
+    the same size and time would pass, a copied or touched file does not.
     """
     root = data.root.resolve() if data.root is not None else None
 
@@ -129,10 +130,13 @@ def fingerprint(data: MLRData) -> dict[str, Any]:
             continue
         files.append([rel(source), st.st_size, st.st_mtime_ns])
         total += st.st_size
-    blob = json.dumps({"root": str(root) if root else None, "split": split, "files": files,
-                       "identity": {k: v for k, v in data.identity.items() if k != "files"}},
-                      sort_keys=True, default=str).encode()
+    source = {"root": str(root) if root else None, "files": sorted(files),
+              "identity": {k: v for k, v in data.identity.items() if k != "files"}}
+    blob = json.dumps(source | {"split": split}, sort_keys=True, default=str).encode()
+    source_blob = json.dumps(source, sort_keys=True, default=str).encode()
     return {"hash": hashlib.sha256(blob).hexdigest()[:10],
+            # the data without the split: the same for every trial of one dataset folder
+            "source": hashlib.sha256(source_blob).hexdigest()[:10],
             "kind": "files" if root is not None else "generated in memory",
             "root": str(root) if root else None, "files": len(files), "bytes": total,
             "covers": "split (sources, pids, cameras, rates), data root, size and mtime of "

@@ -32,7 +32,8 @@ DISTANCES = ("weighted", "mean", "hr-only")
 
 #: the ``ftwa`` config section, shared by FTWA, FTWA-R and FTWA-B (readings in method-notes.md)
 OPTIONS = {
-    "raft_width": Option(64, "RAFT's width C (reduce 1x1 conv from the backbone width)", low=4),
+    "raft_width": Option(64, "RAFT's width C (reduce 1x1 conv from the backbone width)", low=4,
+                         multiple_of=4),
     "raft_blocks": Option(6, "information multi-distillation blocks B", low=1),
     "raft_attention": Option("gap", "gap: GAP + LeakyReLU (FTWA's figure); contrast: IMDN's "
                              "std + mean + ReLU", ("gap", "contrast")),

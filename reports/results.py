@@ -19,13 +19,21 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import UserError
-from benchmark.store import OLD_RUN_SCHEMAS, PROFILE_SCHEMA, SCHEMA, upgrade_record
+from benchmark.store import (
+    OLD_RUN_SCHEMAS,
+    PROFILE_SCHEMA,
+    SCHEMA,
+    record_problem,
+    upgrade_record,
+)
 from datasets.protocols import GENERATED_MARKER
 
 log = logging.getLogger(__name__)
 
 RUN_SCHEMA = SCHEMA
-GROUP = ["profile", "method", "dataset", "config_hash"]
+#: runs that share these average into one cell: the same method, dataset, profile, config and
+#: data (its files and root; trials and seeds may differ)
+GROUP = ["profile", "method", "dataset", "config_hash", "data_source"]
 
 
 @dataclass
@@ -47,6 +55,7 @@ def load_store(folder: str | Path, skip_bad: bool = False) -> Store:
     if not folder.is_dir():
         raise UserError(f"results folder {folder} does not exist")
     store = Store()
+    seen: dict[str, str] = {}
     for path in sorted(folder.rglob("*.json")):
         if ("pytest-benchmark" in path.name or path.name == GENERATED_MARKER
                 or ".checkpoints" in path.parts):
@@ -61,9 +70,19 @@ def load_store(folder: str | Path, skip_bad: bool = False) -> Store:
         else:
             problem = (f"{path} is not an mlr-bench record (expected schema {RUN_SCHEMA} or "
                        f"{PROFILE_SCHEMA}, found {schema!r})")
-        if schema in OLD_RUN_SCHEMAS:
-            data, schema = upgrade_record(data), RUN_SCHEMA
+        if schema in (RUN_SCHEMA, *OLD_RUN_SCHEMAS):
+            incomplete = record_problem(data)
+            if incomplete:
+                schema, problem = None, f"{path} is {incomplete}"
+            else:
+                data, schema = upgrade_record(data), RUN_SCHEMA
         if schema == RUN_SCHEMA:
+            if data["run_id"] in seen:  # one run found twice (a copy in another folder)
+                log.warning("skipped %s: run %s is already read from %s", path, data["run_id"],
+                            seen[data["run_id"]])
+                store.skipped.append(f"{path}: a second copy of run {data['run_id']}")
+                continue
+            seen[data["run_id"]] = str(path)
             store.runs.append(data | {"_path": str(path)})
         elif schema == PROFILE_SCHEMA:
             store.profiles.append(data | {"_path": str(path)})
@@ -92,6 +111,7 @@ def runs_frame(store: Store) -> pd.DataFrame:
             "control_rank1": ctrl.get("rank1", np.nan), "control_mAP": ctrl.get("mAP", np.nan),
             "run_id": r["run_id"], "commit": r["environment"]["git_commit"],
             "config_hash": r["config_hash"], "device": r["environment"]["device_name"],
+            "data_source": r["data"].get("fingerprint", {}).get("source", "unknown"),
             "weights": r["model"]["weights_origin"], "path": r["_path"],
             "cmc": m["cmc"], "by_rate": m.get("by_rate", {}), "sr": r.get("sr"),
             "strip": _strip(r["_path"]),
@@ -134,13 +154,17 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     several = frame.groupby(["profile", "method"])["variant"].nunique()
     # the same variant with a different dataset section on one dataset: name the config too
     hashes = frame.groupby(["profile", "method", "dataset", "variant"])["config_hash"].nunique()
-    for (profile, method, dataset, chash), g in frame.groupby(GROUP):
+    sources = frame.groupby(["profile", "method", "dataset"])["data_source"].nunique()
+    for (profile, method, dataset, chash, source), g in frame.groupby(GROUP):
         var = g["variant"].iloc[0]
         label = f"{method} [{var}]" if several[(profile, method)] > 1 else method
         if hashes[(profile, method, dataset, var)] > 1:
             label = f"{method} [{var}/{chash}]"
+        if sources[(profile, method, dataset)] > 1:  # the same dataset from other files
+            label = f"{label} (data {source})"
         row: dict[str, Any] = {"profile": profile, "method": method, "dataset": dataset,
-                               "config_hash": chash, "variant": var, "label": label,
+                               "config_hash": chash, "data_source": source, "variant": var,
+                               "label": label,
                                "generated": bool(g["generated"].any()), "n": len(g)}
         for key in ("rank1", "rank5", "mAP", "control_rank1"):
             a = _agg(g, key)

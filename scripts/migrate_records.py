@@ -16,7 +16,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmark.store import OLD_RUN_SCHEMAS, upgrade_record, write_json_atomic  # noqa: E402
+from benchmark.store import (  # noqa: E402
+    OLD_RUN_SCHEMAS,
+    SCHEMA,
+    upgrade_record,
+    write_json_atomic,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,17 +35,20 @@ def main(argv: list[str] | None = None) -> int:
             record = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
             continue
-        if not isinstance(record, dict) or record.get("schema") not in OLD_RUN_SCHEMAS:
+        if not isinstance(record, dict) or record.get("schema") not in (*OLD_RUN_SCHEMAS,
+                                                                         SCHEMA):
             continue
         new = upgrade_record(record)
+        if new is record:
+            continue  # current already
         target = path.with_name(f"{new['run_id']}.json")
         print(f"{path.name} -> {target.name} (config {record['config_hash']} -> "
-              f"{new['config_hash']})")
+              f"{new['config_hash']}, data source {new['data']['fingerprint']['source']})")
         changed += 1
         if args.dry_run:
             continue
         strip = path.with_suffix(".sr.png")
-        if strip.exists():
+        if strip.exists() and target != path:
             new_strip = target.with_suffix(".sr.png")
             strip.rename(new_strip)
             new["sr"]["strip"] = str(new_strip)

@@ -247,10 +247,10 @@ def test_a_diverging_loss_stops_at_that_step(tmp_path, capsys, monkeypatch):
     real = Baseline.training_step
     steps = []
 
-    def nan_at_third_step(self, batch):
+    def nan_at_third_step(self, batch):  # call 1 is the trial step before the data
         steps.append(1)
         out = real(self, batch)
-        if len(steps) == 3:
+        if len(steps) == 1 + 3:
             out["loss"] = out["loss"] * float("nan")
         return out
 
@@ -258,7 +258,7 @@ def test_a_diverging_loss_stops_at_that_step(tmp_path, capsys, monkeypatch):
     code = main(run_args(tmp_path, "--set", "train.epochs=3"))
     expect = "training diverged: the loss is nan at epoch 3, step 1; the checkpoint of epoch 2"
     assert one_line_error(capsys, code, expect) == 2
-    assert len(steps) == 3
+    assert len(steps) == 1 + 3
 
 
 # -- what a person sees, and what a record says ---------------------------------------------------
@@ -312,3 +312,108 @@ def test_sigterm_is_an_interrupt(monkeypatch, capsys):
     assert cli.main(["list"]) == 130
     assert "interrupted: run the same command again" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_null_is_refused_like_any_wrong_type():
+    for setting in ("train.epochs=null", "train.base_lr=~", "model.weights=null"):
+        with pytest.raises(UserError, match="expects .* got None"):
+            load_config("smoke", [setting])
+
+
+@pytest.mark.parametrize("settings, expect", [
+    (["--method", "sr-two-stage", "--set", "sr.network=espcn", "--set",
+      "model.input_size=[63,33]"], "cannot run with this config: ValueError: ESPCN"),
+    (["--set", "loss.label_smoothing=0.5", "--set", "loss.triplet_margin=-0"], None),
+    (["--set", "ftwa.raft_width=6"], "'ftwa.raft_width' must be a multiple of 4; got 6"),
+])
+def test_a_config_the_model_cannot_run_fails_before_the_data(settings, expect, tmp_path, capsys,
+                                                              monkeypatch):
+    import benchmark.experiment as experiment
+
+    decoded = []
+    real = experiment.prepare_split
+    monkeypatch.setattr(experiment, "prepare_split",
+                        lambda *a, **k: decoded.append(1) or real(*a, **k))
+    args = run_args(tmp_path, *settings)
+    if "--method" in settings:  # the later --method wins
+        args = args[:2] + ["sr-two-stage"] + args[3:]
+    code = main(args)
+    if expect is None:  # a valid unusual config runs
+        assert code == 0
+        return
+    assert one_line_error(capsys, code, expect) == 2 and decoded == []
+
+
+def test_weights_that_diverge_with_a_finite_loss_stop_training(tmp_path, capsys, monkeypatch):
+    import benchmark.training as training
+
+    real = training.build_scheduler
+
+    class BlowingUp:  # the scheduler, except that after the third step a weight is infinite
+        def __init__(self, optimizer, tcfg, iters):
+            self.optimizer, self.inner, self.calls = optimizer, real(optimizer, tcfg, iters), 0
+
+        def step(self):
+            self.calls += 1
+            if self.calls == 3:
+                with torch.no_grad():
+                    self.optimizer.param_groups[0]["params"][-1].fill_(float("inf"))
+            self.inner.step()
+
+        def state_dict(self):
+            return self.inner.state_dict()
+
+    monkeypatch.setattr(training, "build_scheduler", BlowingUp)
+    code = main(run_args(tmp_path, "--set", "train.epochs=4"))
+    expect = "weights became NaN or infinite in epoch 3 (e.g. neck."
+    assert one_line_error(capsys, code, expect) == 2
+
+
+def test_embeddings_that_diverge_set_the_checkpoint_aside(tmp_path, capsys, monkeypatch):
+    import benchmark.evaluation as evaluation
+
+    real = evaluation.embed
+
+    def infinite(*args, **kwargs):
+        return {k: torch.full_like(v, float("inf")) for k, v in real(*args, **kwargs).items()}
+
+    monkeypatch.setattr(evaluation, "embed", infinite)
+    code = main(run_args(tmp_path))
+    assert one_line_error(capsys, code, "query embeddings ('feat') are not finite") == 2
+    ckpts = tmp_path / "res" / ".checkpoints"
+    assert [p.suffix for p in ckpts.iterdir()] == [".diverged"]
+    monkeypatch.setattr(evaluation, "embed", real)
+    assert main(run_args(tmp_path)) == 0  # the re-run starts anew, not from the bad weights
+    (rec,) = (tmp_path / "res").glob("*.json")
+    assert json.loads(rec.read_text())["training"]["resumed_from_epoch"] == 0
+
+
+def test_force_starts_anew(tmp_path, monkeypatch, caplog):
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=1"])
+    rid = identify("baseline", "synthetic", cfg, 0, None)["run_id"]
+    ckpt = tmp_path / ".checkpoints" / f"{rid}.pt"
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"whatever was here")
+    with caplog.at_level(logging.WARNING):
+        rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False,
+                             force=True)
+    assert "--force: starting anew" in caplog.text
+    assert rec["training"]["resumed_from_epoch"] == 0
+    assert (ckpt.parent / f"{rid}.pt.old").read_bytes() == b"whatever was here"
+
+
+def test_a_checkpoint_that_does_not_fit_the_model_is_moved_aside(tmp_path, caplog):
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
+    ident = identify("baseline", "synthetic", cfg, 0, None)
+    rid = ident["run_id"]
+    ckpt = tmp_path / ".checkpoints" / f"{rid}.pt"
+    ckpt.parent.mkdir(parents=True)
+    identity = {"run_id": rid, "config_hash": ident["config_hash"],
+                "data_fingerprint": ident["fingerprint"]["hash"]}  # this run's, other weights
+    torch.save({"epoch": 0, "model": {"layer.weight": torch.zeros(3)}, "optimizer": {},
+                "scheduler": {}, "history": [], "train_seconds": 1.0, "identity": identity},
+               ckpt)
+    with caplog.at_level(logging.WARNING):
+        rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert "does not fit this model" in caplog.text and (ckpt.parent / f"{rid}.pt.corrupt").exists()
+    assert rec["training"]["resumed_from_epoch"] == 0
