@@ -201,7 +201,8 @@ def cmd_check_data(args: argparse.Namespace) -> int:
                          for k, d in report["differences"].items())
         print(f"  differs from the published dataset: {diff}")
     else:
-        print("  matches the published counts")
+        print("  matches the published counts" if report["published"] else
+              "  (no published counts to compare with)")
     for t in report["trials"]:
         parts = []
         for split in ("train", "query", "gallery"):

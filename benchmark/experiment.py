@@ -276,10 +276,17 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
         except OSError:
             where = "not saved anywhere (the metrics are printed above)"
             record["path"] = "(not written)"
-        raise RecordWriteError(
-            f"cannot write the record {path} ({exc.strerror or exc}); the record was {where}, "
-            f"and the checkpoint {ckpt} is kept: the same command re-evaluates it without "
-            "training", record) from None
+        saved = training["last_checkpoint_epoch"]
+        if saved == cfg["train"]["epochs"] and ckpt.exists():
+            kept = (f"the checkpoint {ckpt} is kept: the same command re-evaluates it without "
+                    "training")
+        elif saved and ckpt.exists():
+            kept = (f"the checkpoint of epoch {saved} is kept ({ckpt}): the same command "
+                    "resumes from it")
+        else:
+            kept = "no checkpoint could be kept"
+        raise RecordWriteError(f"cannot write the record {path} ({exc.strerror or exc}); the "
+                               f"record was {where}; {kept}", record) from None
     if ckpt.exists():
         ckpt.unlink()
     record["path"] = str(path)

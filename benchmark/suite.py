@@ -87,16 +87,22 @@ def preflight_suite(spec: dict[str, Any], data_root: str | None) -> None:
     """Before the first run: every method and dataset is known, the config (profile and
     ``set``) is valid, and every dataset that reads files has a data root (or will get a
     generated stand-in from ``synth``)."""
-    from benchmark.preflight import check_data_root
-    from datasets import DATASETS
+    from benchmark.preflight import check_data_root, check_seed
+    from datasets import DATASETS, build_dataset, trial_configs
 
     expand(spec)  # unknown methods / datasets, module:Class imports
-    load_config(spec.get("profile", "cpu"), list(spec.get("set") or []))
+    cfg = load_config(spec.get("profile", "cpu"), list(spec.get("set") or []))
+    for seed in spec.get("seeds", [0]):
+        check_seed(seed, "a seed of the suite file")
     for d in spec["datasets"]:
         ds = DATASETS[d]
-        will_write = spec.get("synth") and ds.write_stand_in and data_root
-        if not will_write:
-            check_data_root(data_root, d, ds.needs_root)
+        trials = trial_configs(d, cfg, spec.get("trials", [0]))  # the trials exist
+        missing = ds.needs_root and not (data_root and (Path(data_root) / ds.folder).exists())
+        if spec.get("synth") and ds.write_stand_in and data_root and missing:
+            continue  # ensure_data writes a generated stand-in
+        check_data_root(data_root, d, ds.needs_root)
+        for _, c in trials:
+            build_dataset(d, c, data_root)  # the layout parses
 
 
 def expand(spec: dict[str, Any]) -> list[dict[str, Any]]:

@@ -75,6 +75,20 @@ def _fits(state: dict[str, Any], method: Method, checkpoint: Path) -> dict[str, 
     return None
 
 
+def _state_mib(state: dict[str, Any]) -> float:
+    """MiB of the tensors a checkpoint holds (the size it needs on disk, roughly)."""
+    def walk(obj: Any) -> int:
+        if isinstance(obj, torch.Tensor):
+            return obj.numel() * obj.element_size()
+        if isinstance(obj, dict):
+            return sum(walk(v) for v in obj.values())
+        if isinstance(obj, (list, tuple)):
+            return sum(walk(v) for v in obj)
+        return 0
+
+    return walk(state) / 2**20
+
+
 def _save_checkpoint(state: dict[str, Any], checkpoint: Path, epoch: int,
                      last_saved: int | None) -> int | None:
     """Write a checkpoint; on a write failure keep the previous one, say so, and go on."""
@@ -83,7 +97,9 @@ def _save_checkpoint(state: dict[str, Any], checkpoint: Path, epoch: int,
     except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
         kept = f"the checkpoint of epoch {last_saved} is kept" if last_saved else "none is kept"
         free = shutil.disk_usage(checkpoint.parent).free / 2**20
-        reason = getattr(exc, "strerror", None) or str(exc).splitlines()[0][:100]
+        reason = getattr(exc, "strerror", None) or (
+            "no space left on the device" if free < 2 * _state_mib(state) else
+            str(exc).splitlines()[0][:100])
         log.warning("could not write the checkpoint of epoch %d to %s (%s; %.0f MiB free); %s "
                     "and training goes on", epoch, checkpoint, reason, free, kept)
         return last_saved
@@ -201,6 +217,7 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
         "train_s_before_resume": seconds_before,
         "train_images_per_s": total_images / train_seconds if train_seconds > 0 else None,
         "images_this_session": images_seen,
+        "last_checkpoint_epoch": last_saved,
         "train_images": int(len(prep.train)),
         "train_ids": int(len(set(prep.labels.tolist()))),
     }

@@ -162,7 +162,8 @@ class DatasetSpec:
             original layout (None: no stand-in).
         config_section: its section under ``data.`` (None: no options of its own).
         options: the section's options.
-        published: the published counts of the original dataset.
+        published: the published counts of the original dataset (``check-data`` compares).
+        paper_ablation: the paper's ablation (Table 2) was run on this dataset.
     """
 
     name: str
@@ -174,6 +175,7 @@ class DatasetSpec:
     config_section: str | None = None
     options: dict[str, Option] = field(default_factory=dict)
     published: dict[str, int] = field(default_factory=dict)
+    paper_ablation: bool = False
 
     @property
     def needs_root(self) -> bool:

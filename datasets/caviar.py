@@ -96,7 +96,7 @@ def build_caviar(cfg: dict[str, Any], data_root: str | None) -> MLRData:
     info = protocol_info("CAVIAR (SING)", "camera 1 (images 011-020), genuinely LR", {}, cfg, k,
                          trials, "single-shot", train_ids, test_ids,
                          generated_info(root / "caviar"), genuine_lr=True,
-                         one_camera_ids=sorted(set(cams) - set(both)), published=PUBLISHED,
+                         one_camera_ids=sorted(set(cams) - set(both)),
                          measured={"ids": len(cams), "images": len(samples),
                                    "two_camera_ids": len(both)})
     return MLRData("caviar", train, query, gallery, file_loader, info, root=root)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from datasets.base import MLRData, Sample, build_dataset, trial_configs
+from benchmark.preflight import check_data_root
+from datasets.base import DATASETS, MLRData, Sample, build_dataset, trial_configs
 from datasets.files import read_image
 
 
@@ -32,11 +33,14 @@ def check_data(dataset: str, cfg: dict[str, Any], data_root: str | None,
     Returns the generated/real label, counts against the published ones, one summary per trial,
     and the images that failed to decode (with ``decode``).
     """
+    spec = DATASETS[dataset]
+    check_data_root(data_root, dataset, spec.needs_root)
     built = [build_dataset(dataset, c, data_root) for _, c in trial_configs(dataset, cfg)]
     first = built[0]
     per_trial = [describe_trial(d) for d in built]
-    published = first.info.get("published", {})
     measured = first.info.get("measured", {})
+    # the dataset's published counts that this layout measures (CUHK03: the chosen crops)
+    published = {k: v for k, v in spec.published.items() if k in measured}
     differences = {k: {"published": v, "found": measured.get(k)} for k, v in published.items()
                    if measured.get(k) != v}
     bad = []
@@ -47,6 +51,7 @@ def check_data(dataset: str, cfg: dict[str, Any], data_root: str | None,
             except Exception as exc:  # noqa: BLE001 - report every decoder failure by name
                 bad.append(f"{s.source}: {exc}")
     return {"dataset": dataset, "data_root": data_root, "generated": first.info["generated"],
+            "paper_name": spec.paper_name,
             "protocol": first.info["protocol"], "lr_camera": first.info["lr_camera"],
             "metric": first.info["metric"], "published": published, "measured": measured,
             "differences": differences, "trials": per_trial, "unreadable": bad}

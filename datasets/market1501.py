@@ -149,7 +149,6 @@ def build_mlr_market(cfg: dict[str, Any], data_root: str | None) -> MLRData:
                          sorted({s.pid for s in train}), sorted({s.pid for s in query}),
                          generated_info(root / "market1501"),
                          original_counts={k: len(v) for k, v in splits.items()},
-                         published=PUBLISHED,
                          measured={"train_ids": len({s.pid for s in splits["bounding_box_train"]}),
                                    "train_images": len(splits["bounding_box_train"]),
                                    "query_images": len(splits["query"]),

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,9 +38,19 @@ def write_like(like: str, root: str | Path, ids: int = 24, full_size: bool = Fal
         raise UserError(f"{folder} already exists and is not empty; choose another --root or "
                         "remove it (nothing was written)")
     t0 = time.perf_counter()
-    counts = specs[like].write_stand_in(root, ids=ids, full_size=full_size, seed=seed)
-    marker = {"generated_by": "mlr-bench synth", "like": like, "seed": seed, "ids": ids,
-              "full_size": full_size, "counts": counts}
-    write_text(folder / GENERATED_MARKER, json.dumps(marker, indent=1) + "\n")
+    # written under a temp folder beside it, then renamed into place with its marker: a failed
+    # or killed synth leaves no half dataset that would pass for real data
+    Path(root).mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".synth-{like}-", suffix=".tmp"))
+    try:
+        counts = specs[like].write_stand_in(tmp, ids=ids, full_size=full_size, seed=seed)
+        marker = {"generated_by": "mlr-bench synth", "like": like, "seed": seed, "ids": ids,
+                  "full_size": full_size, "counts": counts}
+        write_text(tmp / like / GENERATED_MARKER, json.dumps(marker, indent=1) + "\n")
+        if folder.exists():
+            folder.rmdir()  # empty (checked above)
+        os.rename(tmp / like, folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return marker | {"folder": str(folder), "seconds": time.perf_counter() - t0,
                      "dataset": specs[like].name}

@@ -84,7 +84,7 @@ def build_mlr_viper(cfg: dict[str, Any], data_root: str | None) -> MLRData:
     query = [s for s in samples if s.pid in test and s.is_lr]
     gallery = [s for s in samples if s.pid in test and not s.is_lr]
     info = protocol_info("MLR-VIPeR (SING)", "cam_a", rates, cfg, k, trials, "single-shot",
-                         train_ids, test_ids, generated_info(root / "viper"), published=PUBLISHED,
+                         train_ids, test_ids, generated_info(root / "viper"),
                          measured={"ids": len(ids)})
     return MLRData("mlr-viper", train, query, gallery, file_loader, info, root=root)
 

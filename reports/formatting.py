@@ -29,13 +29,17 @@ def cell_text(paper: float, mean: float, std: float, n: int) -> str:
 
 
 def display_table1(long: pd.DataFrame) -> pd.DataFrame:
-    """Methods x (dataset, rank) with 'paper → reproduced (difference)' cells."""
+    """Methods x (dataset, rank) with 'paper → reproduced (difference)' cells; columns named
+    as in the paper (each dataset's paper_name)."""
+    from reports.paper import dataset_names
+
+    names = dataset_names()
     out = []
     for (name, status), g in long.groupby(["method", "status"], sort=False):
         row = {"method": name, "status": status}
         for _, c in g.iterrows():
-            row[f"{c['dataset']} {c['rank']}"] = cell_text(c["paper"], c["mean"], c["std"],
-                                                           c["n"])
+            column = f"{names.get(c['dataset'], c['dataset'])} {c['rank']}"
+            row[column] = cell_text(c["paper"], c["mean"], c["std"], c["n"])
         out.append(row)
     return pd.DataFrame(out)
 

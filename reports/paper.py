@@ -11,8 +11,20 @@ import numpy as np
 import pandas as pd
 import yaml
 
-#: the dataset of the paper's Table 2 (its ablation is on MLR-CUHK03 only)
-TABLE2_DATASET = "mlr-cuhk03"
+
+def table2_dataset() -> str:
+    """The dataset of the paper's ablation (Table 2): the one whose spec says so."""
+    from datasets import DATASETS
+
+    (name,) = [n for n, spec in DATASETS.items() if spec.paper_ablation]
+    return name
+
+
+def dataset_names() -> dict[str, str]:
+    """Our dataset name -> its name in the paper's tables (from each dataset's paper_name)."""
+    from datasets import DATASETS
+
+    return {n: spec.paper_name for n, spec in DATASETS.items() if spec.paper_name}
 
 
 def paper_tables() -> dict[str, Any]:
@@ -34,8 +46,9 @@ def ladder(paper: dict[str, Any]) -> list[str]:
 
 
 def table1_datasets(paper: dict[str, Any]) -> list[str]:
-    """Table 1's columns, in the paper's order."""
-    return list(paper["datasets"])
+    """Table 1's columns, in the paper's order (registered datasets only)."""
+    names = dataset_names()
+    return [d for d in paper["datasets"] if d in names]
 
 
 def _cell(agg: pd.DataFrame, profile: str, label: str | None, dataset: str
@@ -100,9 +113,9 @@ def table1(agg: pd.DataFrame, profile: str, paper: dict[str, Any]) -> pd.DataFra
 def table2(agg: pd.DataFrame, profile: str, paper: dict[str, Any], dataset: str
            ) -> pd.DataFrame:
     """The ablation ladder on one dataset, long form (the paper's numbers exist for
-    TABLE2_DATASET only), with mAP and the HR->HR control rank-1 of the same runs; one row per
+    table2_dataset() only), with mAP and the HR->HR control rank-1 of the same runs; one row per
     config variant of a method."""
-    pub_table = paper["table2"] if dataset == TABLE2_DATASET else {}
+    pub_table = paper["table2"] if dataset == table2_dataset() else {}
     names = paper_names()
     labels = _labels(agg, profile, [dataset])
     rows = []
@@ -132,8 +145,8 @@ def check(agg: pd.DataFrame, paper: dict[str, Any], tol: float) -> list[str]:
             continue
         name = names.get(cell["method"])
         sources = [paper["table1"].get(name, {}) or {}]
-        if cell["dataset"] == TABLE2_DATASET and name in paper["table2"]:
-            sources.append({TABLE2_DATASET: paper["table2"][name]})
+        if cell["dataset"] == table2_dataset() and name in paper["table2"]:
+            sources.append({table2_dataset(): paper["table2"][name]})
         for src in sources:
             pub = src.get(cell["dataset"])
             if not pub:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from reports.formatting import (
     html_table,
     md_table,
 )
-from reports.paper import TABLE2_DATASET, check, ladder, paper_tables, table1, table2
+from reports.paper import check, ladder, paper_tables, table1, table2, table2_dataset
 from reports.results import GROUP, aggregate, cost_frame, load_store, runs_frame, sr_frame
 
 #: what a report folder holds (besides its PNG figures)
@@ -82,11 +83,12 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
         fr = frame[frame.profile == profile]
         ladders = []
         steps = ladder(paper)
-        for dataset in [TABLE2_DATASET] + sorted(set(sub.dataset) - {TABLE2_DATASET}):
+        ablation = table2_dataset()
+        for dataset in [ablation] + sorted(set(sub.dataset) - {ablation}):
             on_ladder = (sub.dataset == dataset) & sub.method.isin(steps)
-            if dataset == TABLE2_DATASET or on_ladder.any():
+            if dataset == ablation or on_ladder.any():
                 t = display_table2(table2(agg, profile, paper, dataset))
-                ladders.append({"dataset": dataset, "paper": dataset == TABLE2_DATASET,
+                ladders.append({"dataset": dataset, "paper": dataset == ablation,
                                 "generated": bool(sub[sub.dataset == dataset].generated.any()),
                                 "md": md_table(t), "html": html_table(t), "frame": t})
         t1 = display_table1(table1(agg, profile, paper))
@@ -186,10 +188,29 @@ def check_report_folder(out: Path) -> None:
         raise UserError(f"--out {out}: cannot write in {parent}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def swap_in(out: Path, files: dict[str, bytes]) -> None:
     """Write ``files`` into a temp folder beside ``out``, then swap it in for ``out`` whole: a
-    failure part-way leaves the previous report as it was."""
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    failure part-way leaves the previous report as it was. The folder then holds exactly this
+    report (a ``--format md`` render drops an earlier report.html). Temp folders a killed
+    report left beside ``out`` are removed first."""
+    for stale in [*out.parent.glob(f".{out.name}.*.tmp"), *out.parent.glob(f".{out.name}.old-*")]:
+        owner = re.search(r"\.old-(\d+)$|\.(\d+)-[^.]*\.tmp$", stale.name)
+        pid = next((g for g in owner.groups() if g), "") if owner else ""
+        if pid and _alive(int(pid)):
+            continue  # another report into the same folder is being swapped in right now
+        shutil.rmtree(stale, ignore_errors=True)  # left by a report that was killed
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.{os.getpid()}-",
+                                suffix=".tmp"))
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     try:
         for name, data in files.items():

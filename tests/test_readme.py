@@ -11,8 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.__main__ import main
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -47,29 +45,37 @@ def test_add_your_method_as_written(tmp_path):
 
 
 @pytest.mark.slow
-def test_add_your_dataset_as_written(tmp_path, monkeypatch, capsys):
-    from datasets import DATASETS
+@pytest.mark.subprocess
+def test_add_your_dataset_as_written(tmp_path):
+    """In a copy of the project: the file goes into datasets/, the import line into
+    datasets/__init__.py, and the three commands run as the README shows them."""
+    import shutil
 
-    (tmp_path / "my_data.py").write_text(example("my_data.py"))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.chdir(tmp_path)
-    import importlib
-
-    try:
-        importlib.import_module("my_data")  # what the import line in datasets/__init__.py does
-        assert "my-data" in DATASETS
-        commands = [shlex.split(c)[3:] for c in example("use my_data").strip().splitlines()]
-        assert [c[0] for c in commands] == ["synth", "check-data", "run"]
-        for args in commands:
-            extra = ["--out", str(tmp_path / "res"), "--no-progress"] if args[0] == "run" else []
-            assert main(args + extra) == 0, args
-        out = capsys.readouterr().out
-        assert "GENERATED stand-in" in out and "trial 2:" in out
-        (path,) = (tmp_path / "res").glob("baseline__my-data__smoke__*.json")
-        rec = json.loads(path.read_text())
-        assert rec["data"]["generated"] is True
-        assert rec["data"]["counts"]["query_ids"] == 4
-        assert rec["data"]["fingerprint"]["files"] == 24 * 8  # every file the split reads
-    finally:
-        DATASETS.unregister("my-data")
-        sys.modules.pop("my_data", None)
+    project = tmp_path / "project"
+    for name in ("benchmark", "methods", "datasets", "reports"):
+        shutil.copytree(ROOT / name, project / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "datasets" / "my_data.py").write_text(example("my_data.py"))
+    text = (ROOT / "README.md").read_text()
+    line = re.search(r"add `(from datasets import my_data as _my_data  # noqa: F401)`", text)
+    assert line, "README.md names the import line to add"
+    with open(project / "datasets" / "__init__.py", "a") as fh:
+        fh.write(line.group(1) + "\n")
+    env = dict(os.environ, PYTHONPATH=str(project))
+    outputs = []
+    for command in example("use my_data").strip().splitlines():
+        args = shlex.split(command)
+        assert args[:3] == ["python", "-m", "benchmark"]
+        if args[3] == "run":
+            args += ["--out", "res", "--no-progress"]
+        proc = subprocess.run([sys.executable, *args[1:]], cwd=project, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, (command, proc.stderr)
+        outputs.append(proc.stdout)
+    assert "GENERATED stand-in" in outputs[1] and "trial 2:" in outputs[1]
+    assert "no published counts to compare with" in outputs[1]
+    (path,) = (project / "res").glob("baseline__my-data__smoke__*.json")
+    rec = json.loads(path.read_text())
+    assert rec["data"]["generated"] is True
+    assert rec["data"]["counts"]["query_ids"] == 4
+    assert rec["data"]["fingerprint"]["files"] == 24 * 8  # every file the split reads

@@ -417,3 +417,41 @@ def test_a_checkpoint_that_does_not_fit_the_model_is_moved_aside(tmp_path, caplo
         rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
     assert "does not fit this model" in caplog.text and (ckpt.parent / f"{rid}.pt.corrupt").exists()
     assert rec["training"]["resumed_from_epoch"] == 0
+
+
+def test_a_failed_synth_leaves_no_half_dataset(tmp_path, monkeypatch):
+    from datasets import DATASETS
+    from datasets.synth import write_like
+
+    spec = DATASETS["mlr-viper"]
+    real = spec.write_stand_in
+
+    def half_then_fail(root, **kw):
+        real(root, **kw)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(type(spec), "write_stand_in", property(lambda self: half_then_fail),
+                        raising=False)
+    with pytest.raises(OSError):
+        write_like("viper", tmp_path, ids=4)
+    assert list(tmp_path.iterdir()) == []  # neither the dataset folder nor a temp folder
+
+
+@pytest.mark.parametrize("suite, expect", [
+    ("methods: [baseline]\ndatasets: [synthetic, mlr-viper]\n", "VIPeR folder not found"),
+    ("methods: [baseline]\ndatasets: [synthetic]\nseeds: [0, 4294967296]\n",
+     "a seed of the suite file must be an integer in 0..4294967295"),
+    ("methods: [baseline]\ndatasets: [mlr-viper]\ntrials: [12]\nsynth: {ids: 8}\n", None),
+])
+def test_suite_checks_every_cell_before_the_first(suite, expect, tmp_path, capsys, no_training):
+    path = tmp_path / "suite.yaml"
+    path.write_text(suite)
+    data = tmp_path / "data"
+    data.mkdir()
+    code = main(["suite", str(path), "--out", str(tmp_path / "res"), "--data-root", str(data),
+                 "--no-progress"])
+    if expect is None:  # trial 12 of 10: refused before the stand-in is written
+        assert one_line_error(capsys, code, "trial 12 of dataset 'mlr-viper'") == 2
+        assert list(data.iterdir()) == []
+        return
+    assert one_line_error(capsys, code, expect) == 2

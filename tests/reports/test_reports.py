@@ -3,6 +3,7 @@ cells, bad files, the regression check, self-contained HTML."""
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 
@@ -249,3 +250,26 @@ def test_a_failed_report_leaves_the_previous_one(results, tmp_path, monkeypatch)
         render(results, out)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["report", "results"])
+
+
+def test_temp_folders_of_a_killed_report_are_removed(results, tmp_path):
+    out = tmp_path / "report"
+    dead = tmp_path / ".report.99999999-abc.tmp"  # no such process
+    dead.mkdir()
+    (tmp_path / ".report.old-99999999").mkdir()
+    mine = tmp_path / f".report.{os.getpid()}-xyz.tmp"  # a live process's: left alone
+    mine.mkdir()
+    render(results, out)
+    assert not dead.exists() and not (tmp_path / ".report.old-99999999").exists()
+    assert mine.exists() and (out / "report.md").exists()
+
+
+def test_dataset_paper_names_match_the_papers_tables():
+    """Each dataset's paper_name (its file) is the column name in the paper's tables, and the
+    ablation dataset is the one the paper's Table 2 was run on."""
+    from reports.paper import dataset_names, table1_datasets, table2_dataset
+
+    paper = paper_tables()
+    assert dataset_names() == {k: v for k, v in paper["datasets"].items()}
+    assert table1_datasets(paper) == list(paper["datasets"])
+    assert table2_dataset() == "mlr-cuhk03"
