@@ -84,3 +84,34 @@ def test_record_states_what_was_measured(setup):
     assert len(m["cmc"]) == 50 and m["cmc"][0] == pytest.approx(m["rank1"])
     q, g = result["embeddings"]
     assert q["feat"].shape[0] == len(prep.query) and g["feat"].shape[0] == len(prep.gallery)
+
+
+def test_single_shot_protocols_draw_the_gallery_from_the_data_seed(tmp_path):
+    """On a single-shot protocol (CUHK03: several gallery images per person) the metrics are
+    single_shot_metrics with the configured repeats and a generator seeded by (data.seed, 99),
+    curves cut at max_rank."""
+    from benchmark.metrics import single_shot_metrics
+    from datasets.synth import write_like
+
+    write_like("cuhk03", tmp_path, ids=15, seed=0)
+    cfg = load_config("smoke", ["model.weights=none", "eval.max_rank=7", "data.seed=4",
+                                "eval.single_shot_repeats=3"])
+    prep = prepare_data("mlr-cuhk03", cfg, str(tmp_path), progress=False)
+    result = evaluate(PixelMethod(cfg, 4), prep, cfg, CPU, seed=0, progress=False)
+    data = build_dataset("mlr-cuhk03", cfg, str(tmp_path))
+    bank = build_bank(data.query + data.gallery, data.load, (64, 32), progress=False)
+    nq = len(data.query)
+    dist = _dist(bank.images[:nq], bank.images[nq:])
+    (qp, qc), (gp, gc) = _ids(data.query), _ids(data.gallery)
+    expected = single_shot_metrics(dist, qp, gp, qc, gc, repeats=3,
+                                   generator=np.random.default_rng([4, 99]), max_rank=7)
+    m = result["metrics"]
+    assert m["metric"] == "single-shot" and len(m["cmc"]) == 7
+    assert m["mAP"] == pytest.approx(100 * expected.mAP, abs=1e-9)
+    assert m["cmc"] == pytest.approx((100 * expected.cmc).round(4).tolist(), abs=1e-9)
+    other_draw = single_shot_metrics(dist, qp, gp, qc, gc, repeats=3,
+                                     generator=np.random.default_rng([4, 98]), max_rank=7)
+    assert other_draw.mAP != pytest.approx(expected.mAP)  # the draw matters here
+    market = evaluate(PixelMethod(cfg, 4), prepare_data("synthetic", cfg, None, progress=False),
+                      cfg, CPU, seed=0, progress=False)
+    assert len(market["metrics"]["cmc"]) == 7
