@@ -177,20 +177,19 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
     # --out has room for its checkpoint (written as a temp copy beside the previous one)
     size = trial_step(method_cls, cfg, max(2, ident["data"].counts()["train_ids"]))
     check_out_dir(out_dir, 2 * size + RECORD_BYTES)
-    ckpt = out_dir / ".checkpoints" / f"{rid}.pt"
-    if force and ckpt.exists():
-        ckpt.replace(ckpt.with_name(ckpt.name + ".old"))
-        log.warning("--force: starting anew; the checkpoint was moved to %s.old", ckpt)
     with run_lock(out_dir, rid):
         return _run_locked(ident, cfg, seed, data_root, out_dir, path, device, progress,
-                           t_start, load_start)
+                           t_start, load_start, force)
 
 
 def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root: str | None,
                 out_dir: Path, path: Path, device: Any, progress: bool, t_start: float,
-                load_start: dict[str, Any]) -> dict[str, Any]:
+                load_start: dict[str, Any], force: bool) -> dict[str, Any]:
     method_cls, rid = ident["method_cls"], ident["run_id"]
     ckpt = out_dir / ".checkpoints" / f"{rid}.pt"
+    if force and ckpt.exists():  # under the lock: never another process's live checkpoint
+        ckpt.replace(ckpt.with_name(ckpt.name + ".old"))
+        log.warning("--force: starting anew; the checkpoint was moved to %s.old", ckpt)
     for stale in stale_temps(ckpt.parent, ckpt.name) + stale_temps(out_dir, path.name):
         stale.unlink(missing_ok=True)  # left by a killed process; we hold the run's lock
     other_data = sorted(p.name for p in [*out_dir.glob(f"{ident['prefix']}__data*.json"),

@@ -231,12 +231,16 @@ def test_a_second_identical_run_exits_2(tmp_path, capsys):
     rid = identify("baseline", "synthetic", cfg, 0, None)["run_id"]
     lock = tmp_path / "res" / ".checkpoints" / f"{rid}.lock"
     lock.parent.mkdir(parents=True)
+    live = lock.with_suffix(".pt")
+    live.write_bytes(b"the other process's checkpoint")
     with open(lock, "w") as fh:  # another process holds the run
         fh.write("pid 12345 on elsewhere")
         fh.flush()
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        code = main(run_args(tmp_path))
+        code = main(run_args(tmp_path, "--force"))
     assert one_line_error(capsys, code, "is being run by pid 12345 on elsewhere") == 2
+    assert live.read_bytes() == b"the other process's checkpoint"  # --force did not touch it
+    live.unlink()
     assert main(run_args(tmp_path)) == 0  # once it is free
     assert not lock.exists()
 
