@@ -146,7 +146,8 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
     steps_left = (tcfg["epochs"] - start_epoch) * iters
     if steps_left:
         progress_log.phase(f"training {tcfg['epochs'] - start_epoch} epochs x {iters} steps "
-                       f"(batch {tcfg['batch_size']}, {len(prep.train)} images) on {device}")
+                           f"(batch {tcfg['batch_size']}, {len(prep.train)} images) on "
+                           f"{device}")
     estimated = False
     for epoch in range(start_epoch, tcfg["epochs"]):
         aug_gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
@@ -180,7 +181,8 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
             if not estimated and step == min(2, iters - 1):  # after a few steps: how long?
                 estimated = True
                 progress_log.estimate((time.perf_counter() - t0) / (step + 1),
-                                  steps_left - (step + 1), device.type, cfg.get("profile", ""))
+                                      steps_left - (step + 1), device.type,
+                                      cfg.get("profile", ""))
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         epoch_s = time.perf_counter() - t0
@@ -198,8 +200,8 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
         eta = train_seconds / done * (tcfg["epochs"] - epoch - 1)
         speed = iters * tcfg["batch_size"] / epoch_s
         progress_log.phase(f"epoch {epoch + 1}/{tcfg['epochs']}: loss "
-                       f"{sums.get('loss', 0.0) / iters:.4f}, {speed:.1f} img/s, "
-                       f"{progress_log.human(epoch_s)}, ETA {progress_log.human(eta)}")
+                           f"{sums.get('loss', 0.0) / iters:.4f}, {speed:.1f} img/s, "
+                           f"{progress_log.human(epoch_s)}, ETA {progress_log.human(eta)}")
         last = epoch + 1 == tcfg["epochs"]
         if checkpoint is not None and (last or (epoch + 1) % tcfg["checkpoint_every"] == 0):
             last_saved = _save_checkpoint(
