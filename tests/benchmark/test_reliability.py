@@ -459,3 +459,18 @@ def test_suite_checks_every_cell_before_the_first(suite, expect, tmp_path, capsy
         assert list(data.iterdir()) == []
         return
     assert one_line_error(capsys, code, expect) == 2
+
+
+def test_a_checkpoint_that_is_not_ours_is_moved_aside(tmp_path, caplog):
+    """A readable file that is not an mlr-bench checkpoint (a dict without epoch / model /
+    optimizer, e.g. a bare state_dict saved by hand) is set aside, not resumed."""
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
+    rid = identify("baseline", "synthetic", cfg, 0, None)["run_id"]
+    ckpt = tmp_path / ".checkpoints" / f"{rid}.pt"
+    ckpt.parent.mkdir(parents=True)
+    torch.save({"model": {}}, ckpt)
+    with caplog.at_level(logging.WARNING):
+        rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert "not an mlr-bench checkpoint" in caplog.text
+    assert (ckpt.parent / f"{rid}.pt.corrupt").exists()
+    assert rec["training"]["resumed_from_epoch"] == 0
