@@ -474,3 +474,26 @@ def test_a_checkpoint_that_is_not_ours_is_moved_aside(tmp_path, caplog):
     assert "not an mlr-bench checkpoint" in caplog.text
     assert (ckpt.parent / f"{rid}.pt.corrupt").exists()
     assert rec["training"]["resumed_from_epoch"] == 0
+
+
+def test_torch_full_disk_error_is_reported_as_such(tmp_path, monkeypatch, caplog):
+    """torch.save reports a full disk as RuntimeError '[enforce fail at inline_container.cc]'; the
+    warning says what it means when the free space is below the checkpoint's size."""
+    import benchmark.training as training
+
+    def enforce_fail(obj, path):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+    monkeypatch.setattr(training, "save_atomic", enforce_fail)
+    real = training.shutil.disk_usage
+    small = type("U", (), {"free": 3 * 2**20})()
+    monkeypatch.setattr(training.shutil, "disk_usage",  # the disk fills up during training
+                        lambda p: small if ".checkpoints" in str(p) else real(p))
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
+    with caplog.at_level(logging.WARNING):
+        run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert "(no space left on the device; 3 MiB free); none is kept" in caplog.text
+    from benchmark.training import _state_mib
+
+    assert _state_mib({"a": torch.zeros(2**18), "b": [torch.zeros(2**18, dtype=torch.float16)],
+                       "c": 3}) == pytest.approx(1.5)
