@@ -289,13 +289,18 @@ def cmd_suite(args: argparse.Namespace) -> int:
     if written:
         print(f"wrote generated stand-ins under {args.data_root}: {', '.join(written)}")
     records = run_suite(spec, args.out, args.data_root, args.device, not args.no_progress)
+    from reports.results import variant_text
+
     groups: dict[tuple[str, str], list[dict]] = {}
-    for r in records:
-        groups.setdefault((r["method"], r["dataset"]), []).append(r)
-    print(f"{'method':<14}{'dataset':<16}{'n':>3}  {'rank1':>13}  {'mAP':>13}")
+    for r in records:  # one row per method config (never an average over configs)
+        text = variant_text(r)
+        name = f"{r['method']} [{text}]" if text else r["method"]
+        groups.setdefault((name, f"{r['dataset']} {r['config_hash']}"), []).append(r)
+    width = max([14] + [len(m) + 2 for m, _ in groups])
+    print(f"{'method':<{width}}{'dataset, config':<28}{'n':>3}  {'rank1':>13}  {'mAP':>13}")
     for (method, dataset), recs in sorted(groups.items()):
         s = summarize(recs, ("rank1", "mAP"))
-        print(f"{method:<14}{dataset:<16}{len(recs):>3}  "
+        print(f"{method:<{width}}{dataset:<28}{len(recs):>3}  "
               f"{s['rank1']['mean']:6.2f} ± {s['rank1']['std']:4.2f}  "
               f"{s['mAP']['mean']:6.2f} ± {s['mAP']['std']:4.2f}")
     print(f"records: {args.out}")
@@ -346,6 +351,16 @@ def print_summary(record: dict) -> None:
     if ctrl:
         print(f"  HR->HR control: rank1 {ctrl['rank1']:.2f}  mAP {ctrl['mAP']:.2f}  "
               f"(gap {ctrl['rank1'] - m['rank1']:+.2f} rank-1 points)")
+    tr = record["training"]
+    if "swa_collapsed" in tr and tr.get("history"):
+        last = tr["history"][-1].get("swa", {})
+        state = "COLLAPSED" if tr["swa_collapsed"] else "not collapsed"
+        print(f"  SWA weights ({tr.get('swa_weights', 'literal')}): {state}; last epoch: p_hr "
+              f"{last.get('p_hr', float('nan')):.3f}, w_hr {last.get('w_hr', float('nan')):.3f}, "
+              f"w'_hr {last.get('w_hr_syn', float('nan')):.3f}, w_lr "
+              f"{last.get('w_lr', float('nan')):.3f}, w'_lr "
+              f"{last.get('w_lr_syn', float('nan')):.3f}, saturated pairs "
+              f"{100 * last.get('saturated', 0.0):.0f} %")
     t = record["timings"]
     speed = record["training"].get("train_images_per_s")
     speed_txt = f" ({speed:.0f} img/s)" if speed else ""

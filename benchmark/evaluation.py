@@ -28,12 +28,15 @@ def embed(method: Method, prep: Prepared, idx: np.ndarray, device: torch.device,
     """Embed the images ``idx`` through the method's path for each image's resolution flag."""
     method.eval()
     flags = prep.flags(idx)
+    native = prep.native_size(idx) if method.uses_native_size else None
     parts: dict[str, list[torch.Tensor]] = {}
     for start in tqdm(range(0, len(idx), batch_size), desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
         rows = idx[start : start + batch_size]
         x = normalize(prep.images[rows].to(device))
-        out = method.embed(x, flags[start : start + batch_size].to(device))
+        part = flags[start : start + batch_size].to(device)
+        out = (method.embed(x, part) if native is None else
+               method.embed(x, part, native_size=native[start : start + batch_size]))
         for k, v in out.items():
             parts.setdefault(k, []).append(v.float().cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
@@ -78,11 +81,11 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
             except ValueError:
                 continue
             by_rate[str(r)] = sub.summary() | {"num_queries": int(len(sel))}
-    alternatives = {}
+    alternatives = {}  # every distance the method offers, its default included
     for name, alt in method.distances(q, g).items():
-        if name != method.distance_name:
-            alternatives[name] = _metric(prep, alt, prep.query, prep.gallery, cfg,
-                                         seed).summary()
+        same = name == method.distance_name
+        alternatives[name] = (result if same else _metric(prep, alt, prep.query, prep.gallery,
+                                                          cfg, seed)).summary()
     control = None
     if prep.query_hr is not None:
         q_hr = embed(method, prep, prep.query_hr, device, ecfg["batch_size"], progress,

@@ -54,9 +54,43 @@ def _list_of(value: Any, kind: type, key: str, path: Path, allow_all: bool = Fal
         raise UserError(f"suite file {path}: '{key}' must be {expected}; got {value!r}")
 
 
+def _check_methods(value: Any, path: Path) -> None:
+    """``methods``: "all", or a list whose items are a method name or a mapping
+    ``{method: NAME, set: [key=value, ...]}`` (a variant of a method with its own overrides)."""
+    if value == "all":
+        return
+    ok = isinstance(value, list) and value
+    for item in value if ok else []:
+        if isinstance(item, str):
+            continue
+        if (not isinstance(item, dict) or set(item) - {"method", "set"}
+                or not isinstance(item.get("method"), str)
+                or not isinstance(item.get("set", []), list)
+                or not all(isinstance(o, str) and "=" in o for o in item.get("set", []))):
+            raise UserError(f"suite file {path}: an entry of 'methods' must be a method name or "
+                            f"a mapping {{method: NAME, set: [key=value, ...]}}; got {item!r}")
+    if not ok:
+        raise UserError(f"suite file {path}: 'methods' must be a non-empty list of method names "
+                        f"(or {{method: NAME, set: [...]}} mappings) or \"all\"; got {value!r}")
+
+
+def _entries(spec: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """(method name, its own overrides) per entry of ``methods``."""
+    from methods import METHODS, resolve_method
+
+    if spec["methods"] == "all":
+        return [(m, []) for m in METHODS.names()]
+    out = []
+    for item in spec["methods"]:
+        name, extra = (item, []) if isinstance(item, str) else (item["method"],
+                                                               list(item.get("set", [])))
+        out.append((resolve_method(name).name, extra))
+    return out
+
+
 def _check_types(spec: dict[str, Any], path: Path) -> None:
     """Every key of a suite file has the type it needs, before anything runs."""
-    _list_of(spec["methods"], str, "methods", path, allow_all=True)
+    _check_methods(spec["methods"], path)
     _list_of(spec["datasets"], str, "datasets", path)
     _list_of(spec.get("seeds", [0]), int, "seeds", path)
     _list_of(spec.get("trials", [0]), int, "trials", path, allow_all=True)
@@ -90,7 +124,9 @@ def preflight_suite(spec: dict[str, Any], data_root: str | None) -> None:
     from benchmark.preflight import check_data_root, check_seed
     from datasets import DATASETS, build_dataset, trial_configs
 
-    expand(spec)  # unknown methods / datasets, module:Class imports
+    runs = expand(spec)  # unknown methods / datasets, module:Class imports
+    for extra in {tuple(r["set"]) for r in runs}:  # every method entry's overrides are valid
+        load_config(spec.get("profile", "cpu"), list(spec.get("set") or []) + list(extra))
     cfg = load_config(spec.get("profile", "cpu"), list(spec.get("set") or []))
     for seed in spec.get("seeds", [0]):
         check_seed(seed, "a seed of the suite file")
@@ -106,18 +142,17 @@ def preflight_suite(spec: dict[str, Any], data_root: str | None) -> None:
 
 
 def expand(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    """The runs of a suite: one dict per (method, dataset, seed); ``trials`` as given."""
+    """The runs of a suite: one dict per (method entry, dataset, seed); ``trials`` as given,
+    ``set`` the entry's own overrides (applied after the suite's)."""
     from datasets import DATASETS
-    from methods import METHODS, resolve_method
 
-    methods = (METHODS.names() if spec["methods"] == "all"
-               else [resolve_method(m).name for m in spec["methods"]])
+    entries = _entries(spec)
     for d in spec["datasets"]:
         DATASETS.get(d)
     seeds = [int(s) for s in spec.get("seeds", [0])]
     trials = spec.get("trials", [0])
-    return [{"method": m, "dataset": d, "seed": s, "trials": trials}
-            for d, m, s in itertools.product(spec["datasets"], methods, seeds)]
+    return [{"method": m, "dataset": d, "seed": s, "trials": trials, "set": extra}
+            for d, (m, extra), s in itertools.product(spec["datasets"], entries, seeds)]
 
 
 def ensure_data(spec: dict[str, Any], data_root: str) -> list[str]:
@@ -146,17 +181,18 @@ def run_suite(spec: dict[str, Any], out_dir: str | Path, data_root: str, device:
     from datasets import trial_configs
 
     runs = expand(spec)  # registers module:Class methods before their config sections load
-    base = load_config(spec.get("profile", "cpu"), list(spec.get("set") or []))
     records = []
     jobs = []
     for r in runs:
+        base = load_config(spec.get("profile", "cpu"), list(spec.get("set") or []) + r["set"])
         for trial, cfg in trial_configs(r["dataset"], base, r["trials"]):
-            jobs.append((r["method"], r["dataset"], r["seed"], trial, cfg))
-    for k, (method, dataset, seed, trial, cfg) in enumerate(jobs, 1):
+            jobs.append((r["method"], r["dataset"], r["seed"], trial, cfg, r["set"]))
+    for k, (method, dataset, seed, trial, cfg, extra) in enumerate(jobs, 1):
         rec = run_experiment(method, dataset, cfg, seed=seed, data_root=data_root,
                              out_dir=out_dir, device_name=device, progress=progress)
         state = "stored" if rec.get("skipped") else f"{rec['timings']['total_s']:.0f} s"
-        report(f"[{k}/{len(jobs)}] {method} on {dataset} seed {seed} trial {trial}: rank1 "
+        name = f"{method} [{', '.join(extra)}]" if extra else method
+        report(f"[{k}/{len(jobs)}] {name} on {dataset} seed {seed} trial {trial}: rank1 "
                f"{rec['metrics']['rank1']:.1f} mAP {rec['metrics']['mAP']:.1f} ({state})")
         records.append(rec)
     return records

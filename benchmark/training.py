@@ -28,7 +28,7 @@ from benchmark.store import save_atomic
 from datasets.bank import Prepared
 from datasets.samplers import PKSampler
 from datasets.transforms import augment, normalize
-from methods import Batch, Method
+from methods import Batch, Method, TrainContext
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,9 @@ def _fits(state: dict[str, Any], method: Method, checkpoint: Path) -> dict[str, 
     """The state if its weights have this model's names and shapes; else it is moved aside
     (``*.corrupt``) and named, and training starts from the beginning."""
     own, theirs = method.state_dict(), state["model"]
-    wrong = sorted(set(own) ^ set(theirs)) or [k for k in own if own[k].shape != theirs[k].shape]
+    wrong = sorted(set(own) ^ set(theirs)) or [
+        k for k in own if isinstance(own[k], torch.Tensor)
+        and (not isinstance(theirs[k], torch.Tensor) or own[k].shape != theirs[k].shape)]
     if not wrong:
         return state
     aside = checkpoint.with_name(checkpoint.name + ".corrupt")
@@ -106,6 +108,17 @@ def _save_checkpoint(state: dict[str, Any], checkpoint: Path, epoch: int,
     return epoch
 
 
+def epoch_entry(sums: dict[str, float], counts: dict[str, int], epoch: int) -> dict[str, Any]:
+    """An epoch's entry of ``training.history``: the mean of every value a training step
+    returned, over the steps that returned it; a name ``group/key`` (e.g. ``swa/p_hr``) goes
+    to a nested object ``group``."""
+    entry: dict[str, Any] = {}
+    for name, total in sums.items():
+        group, _, key = name.rpartition("/")
+        (entry.setdefault(group, {}) if group else entry)[key] = total / counts[name]
+    return entry | {"epoch": epoch}
+
+
 def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.device, seed: int,
           checkpoint: Path | None = None, progress: bool = True,
           identity: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -137,8 +150,11 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
         seconds_before = state["train_seconds"]
         progress_log.phase(f"resumed from {checkpoint} after epoch {start_epoch}")
     last_saved = start_epoch if state is not None else None
+    if state is None:  # a stage before the ReID steps (SR pre-training); not again on resume
+        method.before_training(TrainContext(prep, device, seed, progress))
     labels = torch.from_numpy(prep.labels)
     flags = prep.flags(prep.train)
+    native = prep.native_size(prep.train)
     use_amp = bool(tcfg["amp"]) and device.type == "cuda"
     method.train()
     images_seen = 0
@@ -152,6 +168,7 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
     for epoch in range(start_epoch, tcfg["epochs"]):
         aug_gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
         t0 = time.perf_counter()
         bar = tqdm(sampler.epoch(epoch), total=iters, desc=f"epoch {epoch + 1}/{tcfg['epochs']}",
                    unit="it", disable=None if progress else True, leave=False)
@@ -159,7 +176,8 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
             rows = prep.train[batch_idx]
             x = augment(prep.images[rows], aug_gen, tcfg["flip"], tcfg["pad_crop"])
             batch = Batch(normalize(x.to(device, non_blocking=True)),
-                          labels[batch_idx].to(device), flags[batch_idx].to(device), aug_gen)
+                          labels[batch_idx].to(device), flags[batch_idx].to(device), aug_gen,
+                          None if native is None else native[batch_idx])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 losses = method.training_step(batch)
             loss_value = float(losses["loss"].detach())
@@ -176,6 +194,7 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
             scheduler.step()
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
+                counts[k] = counts.get(k, 0) + 1
             images_seen += len(batch_idx)
             bar.set_postfix(loss=f"{loss_value:.3f}")
             if not estimated and step == min(2, iters - 1):  # after a few steps: how long?
@@ -195,7 +214,7 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
                 f"training diverged: weights became NaN or infinite in epoch {epoch + 1} (e.g. "
                 f"{bad}; mean loss {sums.get('loss', 0.0) / iters:.3g}); {kept}; lower "
                 f"train.base_lr (now {tcfg['base_lr']:g})")
-        history.append({k: v / iters for k, v in sums.items()} | {"epoch": epoch + 1})
+        history.append(epoch_entry(sums, counts, epoch + 1))
         done = epoch + 1 - start_epoch
         eta = train_seconds / done * (tcfg["epochs"] - epoch - 1)
         speed = iters * tcfg["batch_size"] / epoch_s
@@ -213,7 +232,9 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
     return {
         "epochs": tcfg["epochs"],
         "iters_per_epoch": iters,
+        "reid_optimizer_steps": tcfg["epochs"] * iters,
         "history": history,
+        **method.training_summary(history),
         "resumed_from_epoch": start_epoch,
         "train_s": train_seconds,
         "train_s_before_resume": seconds_before,

@@ -28,12 +28,17 @@ log = logging.getLogger(__name__)
 @dataclass
 class ImageBank:
     """Prepared images (N, 3, H, W) uint8 for ``samples`` (images that failed are dropped), and
-    each image's height as captured (after protocol down-sampling, before resizing)."""
+    each image's size (height, width) as captured: after protocol down-sampling, before
+    resizing to the input size."""
 
     images: torch.Tensor
     samples: list[Sample]
     bad: list[str]
-    heights: np.ndarray
+    sizes: np.ndarray  # (N, 2) int: height, width as captured
+
+    @property
+    def heights(self) -> np.ndarray:
+        return self.sizes[:, 0]
 
 
 def build_bank(samples: Sequence[Sample], load: Callable[[Sample], np.ndarray],
@@ -46,7 +51,7 @@ def build_bank(samples: Sequence[Sample], load: Callable[[Sample], np.ndarray],
     """
     h, w = int(size[0]), int(size[1])
     out = np.empty((len(samples), 3, h, w), dtype=np.uint8)
-    heights = np.zeros(len(samples), dtype=np.int64)
+    sizes = np.zeros((len(samples), 2), dtype=np.int64)
 
     groups: dict[str, list[int]] = {}  # one decode per file, however many versions use it
     for i, s in enumerate(samples):
@@ -68,10 +73,12 @@ def build_bank(samples: Sequence[Sample], load: Callable[[Sample], np.ndarray],
                 f"cannot read image {first.source}: {exc} (pass --set data.skip_bad=true to skip "
                 "unreadable images; the results record which)"
             ) from exc
-        native_h = native.shape[0] if isinstance(native, np.ndarray) else native.size[1]
+        native_h, native_w = (native.shape[:2] if isinstance(native, np.ndarray)
+                              else native.size[::-1])
         for i in rows:
             rate = samples[i].rate
-            heights[i] = max(1, native_h // rate) if rate > 1 else native_h
+            sizes[i] = ((max(1, native_h // rate), max(1, native_w // rate)) if rate > 1
+                        else (native_h, native_w))
             out[i] = prepare(native, rate, (h, w), interpolation)
         return len(rows)
 
@@ -87,8 +94,8 @@ def build_bank(samples: Sequence[Sample], load: Callable[[Sample], np.ndarray],
         keep = [i for i, e in enumerate(errors) if e is None]
         log.warning("skipped %d unreadable images, e.g. %s", len(bad), bad[0])
         return ImageBank(torch.from_numpy(out[keep]), [samples[i] for i in keep], bad,
-                         heights[keep])
-    return ImageBank(torch.from_numpy(out), list(samples), [], heights)
+                         sizes[keep])
+    return ImageBank(torch.from_numpy(out), list(samples), [], sizes)
 
 
 @dataclass
@@ -105,9 +112,15 @@ class Prepared:
     bad: list[str]
     is_lr: np.ndarray  # resolution flag per bank image: the protocol's, or by crop height
     query_hr: np.ndarray | None = None  # HR versions of the queries (the control), if made
+    sizes: np.ndarray | None = None  # (N, 2) height, width per bank image as captured
 
     def flags(self, idx: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self.is_lr[idx])
+
+    def native_size(self, idx: np.ndarray) -> torch.Tensor | None:
+        """(len(idx), 2) height, width of the images as captured (an HR image: its native
+        crop), which sets the size of a synthetic LR twin (``datasets.transforms.degrade``)."""
+        return None if self.sizes is None else torch.from_numpy(self.sizes[idx])
 
     def column(self, idx: np.ndarray, name: str) -> np.ndarray:
         return np.array([getattr(self.samples[i], name) for i in idx])
@@ -166,7 +179,7 @@ def prepare_split(data: MLRData, cfg: dict[str, Any], progress: bool = True) -> 
     else:
         is_lr = np.array([s.is_lr for s in bank.samples], dtype=bool)
     return Prepared(data, bank.images, bank.samples, train, query, gallery, labels, bank.bad,
-                    is_lr, hr_idx)
+                    is_lr, hr_idx, bank.sizes)
 
 
 def prepare_data(dataset: str, cfg: dict[str, Any], data_root: str | None,

@@ -8,10 +8,11 @@ from methods.base import (
     Batch,
     EvalContext,
     Method,
+    TrainContext,
     build_method,
     register_method,
     resolve_method,
 )
 
-__all__ = ["METHODS", "Batch", "EvalContext", "Method", "build_method", "register_method",
-           "resolve_method"]
+__all__ = ["METHODS", "Batch", "EvalContext", "Method", "TrainContext", "build_method",
+           "register_method", "resolve_method"]

@@ -17,7 +17,11 @@ attributes:
   losses, ``"loss"`` the total), ``embed(images, is_lr)``, ``distance(query, gallery)``,
   ``distances(query, gallery)`` (alternative test distances, recorded beside the default) and
   ``evaluation_extras(context)`` (anything it adds to the record: SR image quality, SWA
-  weights, ...).
+  weights, ...), ``before_training(context)`` (a stage before the ReID steps, e.g. SR
+  pre-training) and ``training_summary(history)`` (flags computed from the epoch history, e.g.
+  FTWA's SWA collapse);
+* ``uses_native_size``: ``embed`` takes ``native_size=`` (each image's size as captured), for
+  methods that make synthetic LR copies at test time.
 
 A new method is one file with a subclass decorated by ``@register_method``, imported from
 ``methods/__init__.py`` (or anywhere: ``--method mypkg.mymodule:MyMethod`` imports a class
@@ -56,6 +60,20 @@ class Batch:
     is_lr: torch.Tensor
     #: for any randomness inside the step (FTWA's down-sampling rates); seeded per epoch
     generator: torch.Generator | None = None
+    #: (B, 2) height, width of each image as captured (before resizing to the input size);
+    #: synthetic LR twins are made at r relative to it (``datasets.transforms.degrade``)
+    native_size: torch.Tensor | None = None
+
+
+@dataclass
+class TrainContext:
+    """What ``before_training`` may use: the prepared data (``datasets.bank.Prepared``), the
+    device, the run's seed, whether to show progress bars."""
+
+    prep: Any
+    device: torch.device
+    seed: int
+    progress: bool = True
 
 
 @dataclass
@@ -81,6 +99,8 @@ class Method(nn.Module, metaclass=ABCMeta):
     description: ClassVar[str] = ""
     #: the method's row name in the paper's tables (Table 1 / Table 2), None if not in them
     paper_name: ClassVar[str | None] = None
+    #: a control not in the paper, shown on the report's Table 2 ladder after this method
+    ladder_after: ClassVar[str | None] = None
     #: the method's own top-level config section and its options (None: no own options)
     config_section: ClassVar[str | None] = None
     options: ClassVar[dict[str, Option]] = {}
@@ -88,6 +108,8 @@ class Method(nn.Module, metaclass=ABCMeta):
     mix_resolutions: ClassVar[bool] = False
     #: the name of the test distance, recorded with the metrics (None: eval.distance)
     distance_name: str | None = None
+    #: ``embed(images, is_lr, native_size=...)`` is called with each image's size as captured
+    uses_native_size: ClassVar[bool] = False
 
     def __init__(self, cfg: dict[str, Any], num_classes: int):
         super().__init__()
@@ -106,6 +128,16 @@ class Method(nn.Module, metaclass=ABCMeta):
 
     def on_train_start(self, total_steps: int) -> None:
         """Called once before training with the number of optimiser steps of the whole run."""
+
+    def before_training(self, context: TrainContext) -> None:
+        """A stage before the ReID optimiser steps (e.g. SR pre-training), run once per run: not
+        again when a run resumes from a checkpoint, so what it learns must live in the module's
+        state (parameters, buffers, or ``get_extra_state`` for a report the method records in
+        ``evaluation_extras``). Its own steps do not count in the ReID step budget."""
+
+    def training_summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """Keys added to the record's ``training`` block, computed from the epoch history."""
+        return {}
 
     @abstractmethod
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:

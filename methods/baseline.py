@@ -11,6 +11,7 @@ from typing import Any
 
 import torch
 
+from datasets.transforms import degrade
 from methods.backbones import FEATURE_DIMS, BNNeck, build_resnet, gap
 from methods.base import GALLERY, QUERY, Batch, Method, register_method
 from methods.losses import batch_hard_triplet, identity_loss
@@ -52,3 +53,34 @@ class Baseline(Method):
         return {"backbone": (self.backbone, {QUERY, GALLERY}),
                 "neck.bn": (self.neck.bn, {QUERY, GALLERY}),
                 "classifier": (self.neck.classifier, set())}
+
+
+@register_method
+class BaselineAug(Baseline):
+    """A control for FTWA-B's confounds (README, "Confounds between the ablation variants"):
+    the Baseline trained on what FTWA-B trains on, i.e. every HR image of a batch also gives its
+    synthetic LR twin (made at the protocol's rates relative to the native crop), the twin
+    takes the HR image's label, and the sampler gives each identity LR and HR images. So each
+    step sees the same images as FTWA-B's (64 + the batch's HR count), through one network.
+    Baseline -> baseline-aug is the effect of that augmentation; baseline-aug -> FTWA-B is the
+    effect of the two streams."""
+
+    name = "baseline-aug"
+    description = ("Baseline + FTWA-B's down-sampled copies of the HR images in every batch "
+                   "(same images per step as FTWA-B, one network)")
+    paper_name = None
+    ladder_after = "baseline"
+    mix_resolutions = True
+
+    def __init__(self, cfg: dict[str, Any], num_classes: int):
+        super().__init__(cfg, num_classes)
+        self.rates = [int(r) for r in cfg["data"]["rates"]]
+
+    def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        hr = ~batch.is_lr
+        native = None if batch.native_size is None else batch.native_size[hr.cpu()]
+        twins = degrade(batch.images[hr], self.rates, batch.generator, native_size=native)
+        images = torch.cat([batch.images, twins])
+        labels = torch.cat([batch.labels, batch.labels[hr]])
+        flags = torch.cat([batch.is_lr, torch.ones_like(batch.labels[hr], dtype=torch.bool)])
+        return super().training_step(Batch(images, labels, flags))

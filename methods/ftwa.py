@@ -25,10 +25,22 @@ from methods.backbones import FEATURE_DIMS, BNNeck, gap
 from methods.base import GALLERY, QUERY, Batch, EvalContext, Method, register_method
 from methods.losses import batch_hard_triplet, identity_loss
 from methods.raft import RAFT
-from methods.swa import SpaceHead, raft_loss, swa_identity_loss, swa_triplet_loss
+from methods.swa import (
+    SpaceHead,
+    log_weight_penalty,
+    pair_share,
+    quality_target_loss,
+    raft_loss,
+    swa_identity_loss,
+    swa_triplet_loss,
+)
 from methods.two_stream import TwoStreamBackbone
 
-DISTANCES = ("weighted", "mean", "hr-only")
+DISTANCES = ("weighted", "mean", "hr-only", "lr-only")
+
+#: SWA collapse: the final epoch's HR share of eq. 7 outside [0.1, 0.9], or more than half of
+#: eq. 5's pairs saturated (one side's share above 0.95)
+COLLAPSE_P, COLLAPSE_SATURATED, SATURATION = 0.1, 0.5, 0.95
 
 #: the ``ftwa`` config section, shared by FTWA, FTWA-R and FTWA-B (readings in method-notes.md)
 OPTIONS = {
@@ -39,7 +51,22 @@ OPTIONS = {
                              "std + mean + ReLU", ("gap", "contrast")),
     "raft_detach_target": Option(False, "stop the gradient of F_HR in L_RAFT"),
     "distance": Option("auto", "test distance: auto (ftwa: weighted, ftwa-r: mean), weighted, "
-                       "mean or hr-only", ("auto", *DISTANCES)),
+                       "mean, hr-only or lr-only", ("auto", *DISTANCES)),
+    "id_loss_scale": Option("sum", "eq. 5's two pair terms: sum (as written; twice the ID loss "
+                            "of Baseline/FTWA-B relative to the triplet loss) or mean (the "
+                            "Baseline's ratio)", ("sum", "mean")),
+    "swa_weights": Option("literal", "SWA weights in eq. 5 and 7: literal (trained by those "
+                          "losses; they collapse to 0/1) or detached (no gradient from them; W "
+                          "learns the classifier's probability of the true identity)",
+                          ("literal", "detached")),
+    "swa_quality_weight": Option(1.0, "detached: weight of W's own loss (BCE to the detached "
+                                 "true-identity probability)", low=0.0),
+    "swa_log_reg": Option(0.0, "coefficient of a -mean(log w) regulariser on every SWA weight "
+                          "(0: off, the literal reading)", low=0.0),
+    "swa_temperature": Option(1.0, "W = sigmoid(z / T): T > 1 flattens the weights (1: literal)",
+                              low=0.01),
+    "swa_weight_floor": Option(0.0, "w = f + (1 - 2f) sigmoid(.): a pair's share stays in "
+                               "[f, 1 - f] (0: literal)", low=0.0, high=0.45),
     "gallery_lr_rate": Option(3, "rate of a gallery image's down-sampled copy (for v'_LR) at "
                               "test time", low=1),
 }
@@ -49,6 +76,7 @@ class _TwoStream(Method):
     """What all FTWA variants share: the two-stream backbone and the mixed-batch forward."""
 
     mix_resolutions = True
+    uses_native_size = True
     config_section = "ftwa"
     options = OPTIONS
 
@@ -65,7 +93,8 @@ class _TwoStream(Method):
         """One backbone pass over [HR images | their down-sampled copies | real LR images]."""
         is_lr = batch.is_lr
         x_hr, x_lr = batch.images[~is_lr], batch.images[is_lr]
-        x_syn = degrade(x_hr, self.rates, batch.generator)
+        native = None if batch.native_size is None else batch.native_size[~is_lr.cpu()]
+        x_syn = degrade(x_hr, self.rates, batch.generator, native_size=native)
         n_hr, n_lr = len(x_hr), len(x_lr)
         flags = torch.cat([torch.zeros(n_hr, dtype=torch.bool), torch.ones(n_hr + n_lr,
                                                                           dtype=torch.bool)])
@@ -132,8 +161,9 @@ class _FourVectors(_TwoStream):
         super().__init__(cfg, num_classes)
         f = cfg["ftwa"]
         self.raft = RAFT(self.dim, f["raft_width"], f["raft_blocks"], f["raft_attention"])
-        self.head_hr = SpaceHead(self.dim, num_classes, self.weighted)
-        self.head_lr = SpaceHead(self.dim, num_classes, self.weighted)
+        guard = {"temperature": f["swa_temperature"], "floor": f["swa_weight_floor"]}
+        self.head_hr = SpaceHead(self.dim, num_classes, self.weighted, **guard)
+        self.head_lr = SpaceHead(self.dim, num_classes, self.weighted, **guard)
         mode = f["distance"]
         self.distance_name = self.default_distance if mode == "auto" else mode
         if self.distance_name not in DISTANCES:
@@ -153,24 +183,26 @@ class _FourVectors(_TwoStream):
         _, logit_h, w_h = self.head_hr(torch.cat([v_hr, v_hr_syn]))
         _, logit_l, w_l = self.head_lr(torch.cat([v_lr_syn, v_lr]))  # FTWA-R: weights all 1
         y_hr, y_lr = m["y_hr"], m["y_lr"]
+        detached = self.weighted and f["swa_weights"] == "detached"
+        uw_h, uw_l = (w_h.detach(), w_l.detach()) if detached else (w_h, w_l)  # used in 5, 7
         hr = lr = None
         if n_hr:  # HR images: v_HR (HR head) paired with v'_LR (LR head)
-            hr = {"logits": logit_h[:n_hr], "w": w_h[:n_hr], "logits_syn": logit_l[:n_hr],
-                  "w_syn": w_l[:n_hr], "labels": y_hr}
+            hr = {"logits": logit_h[:n_hr], "w": uw_h[:n_hr], "logits_syn": logit_l[:n_hr],
+                  "w_syn": uw_l[:n_hr], "labels": y_hr}
         if len(v_lr):  # LR images: v_LR (LR head) paired with v'_HR (HR head)
-            lr = {"logits": logit_l[n_hr:], "w": w_l[n_hr:], "logits_syn": logit_h[n_hr:],
-                  "w_syn": w_h[n_hr:], "labels": y_lr}
-        l_cls = swa_identity_loss(hr, lr, lc["label_smoothing"])
+            lr = {"logits": logit_l[n_hr:], "w": uw_l[n_hr:], "logits_syn": logit_h[n_hr:],
+                  "w_syn": uw_h[n_hr:], "labels": y_lr}
+        l_cls = swa_identity_loss(hr, lr, lc["label_smoothing"], f["id_loss_scale"])
         spaces = []
         if n_hr and len(v_lr):
             spaces = [
-                (torch.cat([v_hr, v_hr_syn]), torch.cat([y_hr, y_lr]), w_h[:n_hr], w_h[n_hr:]),
-                (torch.cat([v_lr, v_lr_syn]), torch.cat([y_lr, y_hr]), w_l[n_hr:], w_l[:n_hr]),
+                (torch.cat([v_hr, v_hr_syn]), torch.cat([y_hr, y_lr]), uw_h[:n_hr], uw_h[n_hr:]),
+                (torch.cat([v_lr, v_lr_syn]), torch.cat([y_lr, y_hr]), uw_l[n_hr:], uw_l[:n_hr]),
             ]
         elif n_hr:
-            spaces = [(torch.cat([v_hr, v_lr_syn]), torch.cat([y_hr, y_hr]), w_h, w_l)]
+            spaces = [(torch.cat([v_hr, v_lr_syn]), torch.cat([y_hr, y_hr]), uw_h, uw_l)]
         else:
-            spaces = [(torch.cat([v_lr, v_hr_syn]), torch.cat([y_lr, y_lr]), w_l, w_h)]
+            spaces = [(torch.cat([v_lr, v_hr_syn]), torch.cat([y_lr, y_lr]), uw_l, uw_h)]
         l_tri = swa_triplet_loss(spaces, lc["triplet_margin"])
         out = {"id": l_cls, "triplet": l_tri}
         total = lc["lambda_cls"] * l_cls + lc["lambda_tri"] * l_tri
@@ -178,12 +210,60 @@ class _FourVectors(_TwoStream):
             l_raft = raft_loss(m["F_HR"], t_syn, f["raft_detach_target"])
             total = total + lc["lambda_raft"] * l_raft
             out["raft"] = l_raft
+        if self.weighted:
+            if detached:  # W learns how identifiable each vector is (its own loss)
+                y_h, y_l = torch.cat([y_hr, y_lr]), torch.cat([y_hr, y_lr])
+                l_q = (quality_target_loss(w_h, logit_h, y_h)
+                       + quality_target_loss(w_l, logit_l, y_l)) / 2
+                total = total + f["swa_quality_weight"] * l_q
+                out["quality"] = l_q
+            if f["swa_log_reg"] > 0:
+                l_reg = log_weight_penalty([w_h, w_l])
+                total = total + f["swa_log_reg"] * l_reg
+                out["log_w"] = l_reg
         out = {k: v.detach() for k, v in out.items()}
         if self.weighted:
-            out["w_mean"] = torch.cat([w_h, w_l]).mean().detach()
+            out |= self._swa_diagnostics(w_h.detach(), w_l.detach(), n_hr, spaces)
         return {"loss": total} | out
 
-    def embed(self, images: torch.Tensor, is_lr: torch.Tensor) -> dict[str, torch.Tensor]:
+    @staticmethod
+    def _swa_diagnostics(w_h: torch.Tensor, w_l: torch.Tensor, n_hr: int,
+                         spaces: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
+        """Per step (averaged per epoch into ``training.history[*].swa``): the mean weight of
+        each kind of vector, the HR space's share p_hr of eq. 7 and the share of eq. 5's pairs
+        whose weight ratio is beyond 0.95 either way."""
+        out = {}
+        kinds = {"w_hr": w_h[:n_hr], "w_hr_syn": w_h[n_hr:], "w_lr": w_l[n_hr:],
+                 "w_lr_syn": w_l[:n_hr]}
+        for key, w in kinds.items():
+            if len(w):
+                out[f"swa/{key}"] = w.mean()
+        products = [ws_real.mean() * ws_syn.mean() for _, _, ws_real, ws_syn in spaces]
+        if len(spaces) == 2:
+            out["swa/p_hr"] = products[0] / (products[0] + products[1])
+        else:  # one resolution space in the batch: all of eq. 7 is that space's
+            out["swa/p_hr"] = w_h.new_tensor(1.0 if n_hr else 0.0)
+        shares = torch.cat([pair_share(w_h[:n_hr], w_l[:n_hr]), pair_share(w_l[n_hr:],
+                                                                              w_h[n_hr:])])
+        out["swa/saturated"] = ((shares > SATURATION) | (shares < 1 - SATURATION)).float().mean()
+        return out
+
+    def training_summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
+        """``swa_collapsed``: in the last epoch, p_hr < 0.1 or > 0.9, or most of eq. 5's pairs
+        saturated. Shown by the console summary and the report."""
+        if not self.weighted or not history or "swa" not in history[-1]:
+            return {}
+        last = history[-1]["swa"]
+        p, sat = last.get("p_hr", 0.5), last.get("saturated", 0.0)
+        collapsed = bool(min(p, 1 - p) < COLLAPSE_P or sat > COLLAPSE_SATURATED)
+        return {"swa_collapsed": collapsed,
+                "swa_collapse_rule": f"final epoch: min(p_hr, 1 - p_hr) < {COLLAPSE_P} or "
+                                     f"saturated pairs > {COLLAPSE_SATURATED} (a pair is "
+                                     f"saturated when one side's share exceeds {SATURATION})",
+                "swa_weights": self.cfg["ftwa"]["swa_weights"]}
+
+    def embed(self, images: torch.Tensor, is_lr: torch.Tensor,
+              native_size: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Per image: an HR-space vector ("hr": v_HR, or v'_HR = GAP(T(F_LR)) for LR images), an
         LR-space vector ("lr": v_LR, or v'_LR of the down-sampled copy for HR images), both
         BN-neck features, and their quality weights."""
@@ -194,7 +274,8 @@ class _FourVectors(_TwoStream):
         if hr_sel.any():
             x = images[hr_sel]
             f_hr, _, w = self.head_hr(gap(self.backbone(x, torch.zeros_like(hr_sel[hr_sel]))))
-            x_syn = degrade(x, self.rates, fixed=self.gallery_rate)
+            native = None if native_size is None else native_size[hr_sel.cpu()]
+            x_syn = degrade(x, self.rates, fixed=self.gallery_rate, native_size=native)
             f_lr, _, w_syn = self.head_lr(gap(self.backbone(x_syn,
                                                             torch.ones_like(hr_sel[hr_sel]))))
             out["hr"][hr_sel], out["w_hr"][hr_sel] = f_hr, w
@@ -217,14 +298,15 @@ class _FourVectors(_TwoStream):
         """Every test distance of method-notes.md:
 
         weighted: (a D(q.hr, g.hr) + b D(q.lr, g.lr)) / (a + b), a = w_hr(q) w_hr(g),
-                  b = w_lr(q) w_lr(g);  mean: a = b = 1;  hr-only: D(q.hr, g.hr).
+                  b = w_lr(q) w_lr(g);  mean: a = b = 1;  hr-only: D(q.hr, g.hr);
+        lr-only: D(q.lr, g.lr) (what ``weighted`` becomes when the HR weights collapse to 0).
         """
         d_hr = self._space_distance(query["hr"], gallery["hr"])
         d_lr = self._space_distance(query["lr"], gallery["lr"])
         a = query["w_hr"][:, None] * gallery["w_hr"][None, :]
         b = query["w_lr"][:, None] * gallery["w_lr"][None, :]
         return {"weighted": (a * d_hr + b * d_lr) / (a + b), "mean": (d_hr + d_lr) / 2,
-                "hr-only": d_hr}
+                "hr-only": d_hr, "lr-only": d_lr}
 
     def distance(self, query: dict[str, torch.Tensor], gallery: dict[str, torch.Tensor]
                  ) -> torch.Tensor:

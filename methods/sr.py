@@ -1,32 +1,45 @@
-"""SR-then-ReID baselines: the family FTWA argues against (method-notes.md).
+"""SR-then-ReID baselines: the family FTWA argues against (method-notes.md), each given a fair
+chance (README, "The SR-then-ReID baselines"): every one takes the Baseline's ReID optimiser
+steps and schedule, and the learned restorers are trained until they restore.
 
-* ``sr-bicubic``: LR queries brought up to the input size by bicubic interpolation (the loader's
-  LR path), then the Baseline's ReID network, trained on the HR images of the training split.
-* ``sr-two-stage``: a small image SR network trained with L1 on (down(I_HR), I_HR) pairs of the
-  training split (the first ``sr.pretrain_fraction`` of the optimiser steps), then frozen; the
-  ReID network is trained on HR images plus super-resolved LR images. LR queries pass through
-  the SR network at test time.
-* ``sr-joint`` (SING-style): SR and ReID trained together, L = L_ReID + mu L_SR, the SR output
-  feeding the ReID network (synthetic LR copies of HR images carry L_SR; real LR images are
-  super-resolved and identified).
+* ``sr-bicubic``: LR images brought up to the input size by bicubic interpolation (the loader's
+  LR path), then the Baseline's ReID network, trained on all training images (the LR ones so
+  restored). It trains exactly as the Baseline does; it is kept as the SR family's zero point,
+  with the image quality of bicubic recorded.
+* ``sr-two-stage``: a small image SR network trained first with L1 on (down(I_HR), I_HR) pairs
+  of the training split, with its own optimiser, until the PSNR on held-out training images
+  stops improving (or ``sr.pretrain_max_steps``), its curve recorded under ``sr.pretrain``; then
+  frozen, and the ReID network trained on HR images plus super-resolved LR images with the
+  Baseline's steps and schedule. LR queries pass through the SR network at test time.
+* ``sr-joint`` (SING-style): the same SR pre-training as a warm-up (``sr.joint_warmup``), then
+  SR and ReID trained together, L = L_ReID + mu L_SR, the SR output feeding the ReID network
+  (synthetic LR copies of HR images carry L_SR; real LR images are super-resolved and
+  identified).
 
-SR runs in [0, 1] pixel space; the ReID network sees ImageNet-normalised images. The SR network
-counts in the query path only: gallery images are HR and skip it.
+Synthetic LR pairs are made at the protocol's rates relative to each image's native size
+(``datasets.transforms.degrade``). SR runs in [0, 1] pixel space; the ReID network sees
+ImageNet-normalised images. The SR network counts in the query path only: gallery images are
+HR and skip it.
 """
 
 from __future__ import annotations
 
+import copy
+import logging
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
+from benchmark import progress as progress_log
 from benchmark.config import Option
 from datasets.transforms import degrade, from_pixels, to_pixels
-from methods.base import GALLERY, QUERY, Batch, EvalContext, Method, register_method
+from methods.base import GALLERY, QUERY, Batch, EvalContext, Method, TrainContext, register_method
 from methods.baseline import Baseline
 from methods.sr_nets import build_sr
+
+log = logging.getLogger(__name__)
 
 #: the ``sr`` config section, shared by the SR-then-ReID methods
 OPTIONS = {
@@ -34,8 +47,18 @@ OPTIONS = {
                       "espcn", ("imdn", "espcn")),
     "width": Option(32, "IMDN channels (ESPCN: 2x this)", low=4),
     "blocks": Option(4, "IMDN blocks", low=1),
-    "pretrain_fraction": Option(0.3, "sr-two-stage: share of the optimiser steps that train "
-                                "the SR network", low=0.0, high=1.0),
+    "pretrain_max_steps": Option(20000, "SR pre-training (sr-two-stage; sr-joint's warm-up): "
+                                 "at most this many steps", low=1),
+    "pretrain_lr": Option(0.001, "SR pre-training: Adam learning rate (halved whenever the "
+                          "held-out PSNR does not improve)", low=0.0),
+    "pretrain_batch": Option(16, "SR pre-training: images per step", low=1),
+    "pretrain_eval_every": Option(100, "SR pre-training: steps between held-out PSNR checks",
+                                  low=1),
+    "pretrain_patience": Option(3, "SR pre-training stops after this many checks without a "
+                                "PSNR gain of at least 0.01 dB", low=1),
+    "pretrain_val_images": Option(64, "SR pre-training: HR training images held out (not "
+                                  "trained on) to measure PSNR", low=1),
+    "joint_warmup": Option(True, "sr-joint: pre-train the SR network before joint training"),
     "mu": Option(1.0, "sr-joint: weight of the L1 SR loss", low=0.0),
     "eval_images": Option(200, "held-out test pairs for PSNR / SSIM", low=1),
 }
@@ -45,6 +68,8 @@ class _SRThenReID(Method):
     """An optional SR network in front of the Baseline's ReID network."""
 
     uses_sr: ClassVar[bool] = True
+    #: runs the SR pre-training before the ReID steps
+    pretrains: ClassVar[bool] = False
     config_section = "sr"
     options = OPTIONS
 
@@ -55,6 +80,17 @@ class _SRThenReID(Method):
         s = cfg["sr"]
         self.sr = build_sr(s["network"], s["width"], s["blocks"]) if self.uses_sr else None
         self.rates = [int(r) for r in cfg["data"]["rates"]]
+        self.pretrain_report: dict[str, Any] | None = None
+
+    def get_extra_state(self) -> dict[str, Any]:
+        return {"pretrain": self.pretrain_report}  # survives a resume with the checkpoint
+
+    def set_extra_state(self, state: Any) -> None:
+        self.pretrain_report = (state or {}).get("pretrain")
+
+    def before_training(self, context: TrainContext) -> None:
+        if self.pretrains and self.sr is not None:
+            self.pretrain_report = pretrain_sr(self, context)
 
     def restore_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """[0, 1] LR image at the input size -> [0, 1] SR estimate (identity for bicubic)."""
@@ -73,12 +109,12 @@ class _SRThenReID(Method):
             x[is_lr] = self.restore(images[is_lr])
         return self.reid.embed(x, is_lr)
 
-    def sr_loss(self, hr: torch.Tensor, generator: torch.Generator | None
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """L1 between SR(down(I_HR)) and I_HR in pixels (rates drawn with ``generator``); also
-        returns SR(down(I_HR))."""
+    def sr_loss(self, hr: torch.Tensor, generator: torch.Generator | None,
+                native_size: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """L1 between SR(down(I_HR)) and I_HR in pixels (rates drawn with ``generator``, relative
+        to ``native_size``); also returns SR(down(I_HR)), normalised."""
         target = to_pixels(hr)
-        lr = degrade(target, self.rates, generator)
+        lr = degrade(target, self.rates, generator, native_size=native_size)
         restored = self.restore_pixels(lr)
         return (restored - target).abs().mean(), from_pixels(restored)
 
@@ -96,24 +132,26 @@ class _SRThenReID(Method):
         prep, device = context.prep, context.device
         rates = [int(r) for r in self.cfg["data"]["rates"]]
         strip = Path(context.out_dir) / f"{context.run_id}.sr.png"
-        return {"sr": {
+        out = {
             "quality": sr_quality(self, prep, device, int(self.cfg["sr"]["eval_images"]), rates),
-            "metric_note": "PSNR (dB) / SSIM of SR output and of bicubic against HR, [0, 1] "
-                           "pixels, torchmetrics, mean over images",
+            "metric_note": "PSNR (dB) / SSIM against the native HR crop, at its size: the LR "
+                           "image made by the protocol's path (PIL bicubic by r from the native "
+                           "crop), brought to the input size (bicubic) and through the SR "
+                           "network, then resized to the native size; [0, 1] pixels, "
+                           "torchmetrics, mean over images",
             "strip": str(sr_strip(self, prep, device, strip)),
-        }}
+        }
+        if self.pretrain_report is not None:
+            out["pretrain"] = self.pretrain_report
+        return {"sr": out}
 
 
 @register_method
 class SRBicubic(_SRThenReID):
     name = "sr-bicubic"
-    description = "bicubic up-sampling of LR queries, then the Baseline trained on HR images"
+    description = ("bicubic up-sampling of LR images, then the Baseline's ReID network "
+                   "trained on all training images")
     uses_sr = False
-
-    @classmethod
-    def training_mask(cls, is_lr: np.ndarray) -> np.ndarray:
-        """The HR images of the training split only."""
-        return ~np.asarray(is_lr, dtype=bool)
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         return self.reid.training_step(batch)
@@ -122,27 +160,16 @@ class SRBicubic(_SRThenReID):
 @register_method
 class SRTwoStage(_SRThenReID):
     name = "sr-two-stage"
-    description = "learned image SR (IMDN or ESPCN, L1) trained first and frozen, then ReID"
+    description = ("learned image SR (IMDN or ESPCN, L1) pre-trained until its held-out PSNR "
+                   "stops improving, frozen, then ReID with the Baseline's steps")
+    pretrains = True
 
-    def __init__(self, cfg: dict[str, Any], num_classes: int):
-        super().__init__(cfg, num_classes)
-        self.register_buffer("steps_done", torch.zeros((), dtype=torch.long))
-        self.sr_steps = 0
-
-    def on_train_start(self, total_steps: int) -> None:
-        self.sr_steps = max(1, int(round(total_steps * float(self.cfg["sr"]["pretrain_fraction"]))))
+    def before_training(self, context: TrainContext) -> None:
+        super().before_training(context)
+        self.sr.requires_grad_(False)  # frozen: the ReID steps do not touch it
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        step = int(self.steps_done)
-        self.steps_done += 1
-        hr = batch.images[~batch.is_lr]
-        if step < self.sr_steps:  # stage 1: the SR network alone
-            if len(hr) == 0:
-                zero = batch.images.sum() * 0.0
-                return {"loss": zero, "sr_l1": zero.detach()}
-            l_sr, _ = self.sr_loss(hr, batch.generator)
-            return {"loss": l_sr, "sr_l1": l_sr.detach()}
-        # stage 2: the SR network frozen, ReID on HR + super-resolved LR images
+        """ReID on HR images + super-resolved LR images; the SR network frozen."""
         self.sr.eval()
         self.sr.requires_grad_(False)
         x = batch.images
@@ -154,16 +181,21 @@ class SRTwoStage(_SRThenReID):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.sr is not None and int(self.steps_done) >= max(self.sr_steps, 1):
-            self.sr.eval()  # frozen after stage 1, whatever the harness asks
+        if self.sr is not None:
+            self.sr.eval()  # frozen after pre-training, whatever the harness asks
         return self
 
 
 @register_method
 class SRJoint(_SRThenReID):
     name = "sr-joint"
-    description = "SING-style: image SR and ReID trained jointly, L = L_ReID + mu * L_SR"
+    description = ("SING-style: image SR (warmed up by pre-training) and ReID trained jointly, "
+                   "L = L_ReID + mu * L_SR")
     mix_resolutions = True
+
+    @property
+    def pretrains(self) -> bool:  # type: ignore[override]
+        return bool(self.cfg["sr"]["joint_warmup"])
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         is_lr = batch.is_lr
@@ -171,7 +203,8 @@ class SRJoint(_SRThenReID):
         parts, labels = [batch.images[~is_lr]], [batch.labels[~is_lr]]
         l_sr = batch.images.sum() * 0.0
         if len(hr):
-            l_sr, restored = self.sr_loss(hr, batch.generator)
+            native = None if batch.native_size is None else batch.native_size[(~is_lr).cpu()]
+            l_sr, restored = self.sr_loss(hr, batch.generator, native)
             parts.append(restored)
             labels.append(batch.labels[~is_lr])
         if len(lr):
@@ -184,3 +217,96 @@ class SRJoint(_SRThenReID):
                 "sr_l1": l_sr.detach()}
 
 
+def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """PSNR per image of [0, 1] pixels (B, C, H, W)."""
+    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+def pretrain_sr(method: _SRThenReID, context: TrainContext) -> dict[str, Any]:
+    """Train ``method.sr`` alone with L1 on (down(I_HR), I_HR) pairs of the training split's HR
+    images, Adam at ``sr.pretrain_lr``, halving it whenever the PSNR on held-out training images
+    does not improve by 0.01 dB, stopping after ``sr.pretrain_patience`` such checks or at
+    ``sr.pretrain_max_steps``; the best weights are kept. Returns the report recorded under
+    ``sr.pretrain`` (curve, stop reason, held-out gain per rate)."""
+    s, prep, device = method.cfg["sr"], context.prep, context.device
+    hr_idx = prep.train[~prep.is_lr[prep.train]]
+    if len(hr_idx) < 2:
+        hr_idx = prep.train  # no HR image in the training split: every image stands in
+    gen = torch.Generator().manual_seed(context.seed * 7919 + 11)
+    order = hr_idx[torch.randperm(len(hr_idx), generator=gen).numpy()]
+    n_val = min(int(s["pretrain_val_images"]), max(1, len(order) // 5))
+    val, fit = order[:n_val], order[n_val:]
+    native = prep.native_size  # (N, 2) per bank image, or None
+
+    def pixels(idx: np.ndarray) -> torch.Tensor:
+        return prep.images[idx].to(device).float() / 255.0
+
+    val_x = pixels(val)
+    val_native = native(val)
+    val_lr = {r: degrade(val_x, method.rates, fixed=r, native_size=val_native).clamp(0, 1)
+              for r in method.rates}
+    bicubic_db = {r: float(_psnr(val_lr[r], val_x).mean()) for r in method.rates}
+
+    @torch.no_grad()
+    def held_out() -> dict[int, float]:
+        method.sr.eval()
+        out = {}
+        for r in method.rates:
+            out[r] = float(torch.cat([_psnr(method.restore_pixels(val_lr[r][i:i + 64]),
+                                            val_x[i:i + 64]) for i in range(0, n_val, 64)]).mean())
+        method.sr.train()
+        return out
+
+    lr = float(s["pretrain_lr"])
+    opt = torch.optim.Adam(method.sr.parameters(), lr=lr)
+    batch, every = int(s["pretrain_batch"]), int(s["pretrain_eval_every"])
+    cap, patience = int(s["pretrain_max_steps"]), int(s["pretrain_patience"])
+    progress_log.phase(f"SR pre-training on {len(fit)} HR training images ({n_val} held out), "
+                       f"at most {cap} steps of {batch}")
+    start = held_out()
+    curve = [{"step": 0, "psnr_db": float(np.mean(list(start.values()))), "lr": lr}]
+    best, best_step, best_state, bad, stop = curve[0]["psnr_db"], 0, None, 0, "cap"
+    l1_sum, l1_n = 0.0, 0
+    method.sr.train()
+    for step in range(1, cap + 1):
+        pick = fit[torch.randint(0, len(fit), (batch,), generator=gen).numpy()]
+        x = pixels(pick)
+        flip = torch.rand(batch, generator=gen) < 0.5
+        x[flip.to(device)] = x[flip.to(device)].flip(-1)
+        lr_x = degrade(x, method.rates, gen, native_size=native(pick))
+        loss = (method.restore_pixels(lr_x) - x).abs().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        l1_sum, l1_n = l1_sum + float(loss.detach()), l1_n + 1
+        if step % every and step != cap:
+            continue
+        db = float(np.mean(list(held_out().values())))
+        curve.append({"step": step, "psnr_db": db, "train_l1": l1_sum / l1_n, "lr": lr})
+        l1_sum, l1_n = 0.0, 0
+        if db > best + 0.01:
+            best, best_step, bad = db, step, 0
+            best_state = copy.deepcopy(method.sr.state_dict())
+        else:
+            bad += 1
+            lr /= 2
+            for group in opt.param_groups:
+                group["lr"] = lr
+            if bad >= patience:
+                stop = "plateau"
+                break
+        progress_log.phase(f"SR pre-training step {step}: held-out PSNR {db:.2f} dB "
+                           f"(bicubic {np.mean(list(bicubic_db.values())):.2f} dB)")
+    if best_state is not None:
+        method.sr.load_state_dict(best_state)
+    final = held_out()
+    method.sr.eval()
+    return {
+        "steps": curve[-1]["step"], "stopped": stop, "best_step": best_step,
+        "curve": curve, "held_out_images": int(n_val), "train_images": int(len(fit)),
+        "held_out": {str(r): {"psnr_sr": final[r], "psnr_bicubic": bicubic_db[r],
+                              "gain_db": final[r] - bicubic_db[r]} for r in method.rates},
+        "note": "held-out HR training images (not trained on), PSNR at the input size; the "
+                "test-set quality at the native size is under sr.quality",
+    }

@@ -1,9 +1,14 @@
 """Image quality of SR methods: PSNR / SSIM per down-sampling rate next to bicubic's, and a
 picture strip (LR input, bicubic, learned SR, HR) saved with the run.
 
-Held-out pairs are the test queries' LR images (made by the protocol's PIL path) and their HR
-originals; where queries are genuinely LR (CAVIAR) the HR gallery images are down-sampled by
-each rate instead. PSNR and SSIM come from torchmetrics, in [0, 1] pixel space, per image.
+Held-out pairs are the test queries' HR originals and their LR versions, made by the protocol's
+path (PIL bicubic down-sampling by r from the native crop, then resized to the input size, as
+the network sees them); where queries are genuinely LR (CAVIAR) the HR gallery images are
+down-sampled by each rate the same way instead. Scores are taken against the native HR crop at
+its own size: the network's image at the input size is resized (bicubic, antialiased) to the
+native size. At an input size larger than the crop, comparing at the input size would compare
+two up-samplings (an LR image at r = 2 of a 128x64 crop at input 64x32 *is* the HR one: 160+ dB).
+PSNR and SSIM come from torchmetrics, in [0, 1] pixel space, per image.
 """
 
 from __future__ import annotations
@@ -20,65 +25,111 @@ from torchmetrics.functional.image import (
 )
 
 from benchmark.atomic import atomic_write
-from datasets.transforms import degrade, downsample, normalize, to_pixels
+from datasets.transforms import downsample, normalize, prepare, to_pixels
 
 
-def _pairs(prep, max_images: int, rates: list[int]) -> list[tuple[int, torch.Tensor, torch.Tensor]]:
-    """[(rate, LR uint8 (N,3,H,W), HR uint8)] of held-out test pairs."""
-    out = []
+def _native(prep, sample) -> np.ndarray:
+    """The native crop of a sample (its HR original) as uint8 (H, W, 3)."""
+    img = prep.data.load(sample)
+    pil = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
+    return np.array(pil.convert("RGB"), dtype=np.uint8)
+
+
+def held_out_pairs(prep, max_images: int, rates: list[int], size: tuple[int, int],
+                   interpolation: str = "bicubic") -> list[tuple[int, list[np.ndarray],
+                                                                 torch.Tensor]]:
+    """[(rate, native HR crops, LR images at the input size (N, 3, H, W) uint8)]."""
     if prep.query_hr is not None:
         q_rates = prep.column(prep.query, "rate")
-        for r in sorted(set(q_rates.tolist())):
-            sel = np.flatnonzero(q_rates == r)[:max_images]
-            out.append((int(r), prep.images[prep.query[sel]], prep.images[prep.query_hr[sel]]))
-        return out
-    hr = prep.images[prep.gallery[:max_images]]
-    pixels = hr.float() / 255.0
-    for r in rates:
-        lr = (degrade(pixels, rates, fixed=r).clamp(0, 1) * 255).round().to(torch.uint8)
-        out.append((int(r), lr, hr))
+        plan = [(int(r), [prep.samples[prep.query[i]].as_hr()
+                          for i in np.flatnonzero(q_rates == r)[:max_images]])
+                for r in sorted(set(q_rates.tolist()))]
+    else:
+        gallery = [prep.samples[i] for i in prep.gallery[:max_images]]
+        plan = [(int(r), gallery) for r in rates]
+    cache: dict[Any, np.ndarray] = {}
+    out = []
+    for r, samples in plan:
+        natives = [cache.setdefault(s, _native(prep, s)) for s in samples]
+        lr = np.stack([prepare(n, r, size, interpolation) for n in natives])
+        out.append((r, natives, torch.from_numpy(lr)))
     return out
+
+
+def _to_native(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(1, 3, H, W) [0, 1] -> the native size (bicubic, antialiased), clamped to [0, 1]."""
+    if tuple(img.shape[-2:]) == tuple(hw):
+        return img
+    return torch.nn.functional.interpolate(img, size=hw, mode="bicubic", antialias=True,
+                                           align_corners=False).clamp(0, 1)
+
+
+def _scores(img: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    psnr = float(peak_signal_noise_ratio(img, target, data_range=1.0))
+    ssim = float(structural_similarity_index_measure(img, target, data_range=1.0))
+    return psnr, ssim
 
 
 @torch.no_grad()
 def sr_quality(method, prep, device: torch.device, max_images: int, rates: list[int]
                ) -> dict[str, Any]:
-    """{rate: {psnr_sr, psnr_bicubic, ssim_sr, ssim_bicubic, gain_db, n}} on held-out pairs."""
+    """{rate: {psnr_sr, psnr_bicubic, ssim_sr, ssim_bicubic, gain_db, n}} on held-out pairs,
+    scored at the native HR size."""
     method.eval()
+    cfg = method.cfg
+    size = tuple(int(v) for v in cfg["model"]["input_size"])
     result = {}
-    for r, lr, hr in _pairs(prep, max_images, rates):
-        lr_x = normalize(lr.to(device))
-        target = hr.to(device).float() / 255.0
-        bicubic = to_pixels(lr_x).clamp(0, 1)
-        sr = method.restore_pixels(bicubic)
-        scores = {}
-        for name, img in (("sr", sr), ("bicubic", bicubic)):
-            scores[f"psnr_{name}"] = float(peak_signal_noise_ratio(
-                img, target, data_range=1.0, reduction="none", dim=(1, 2, 3)).mean())
-            scores[f"ssim_{name}"] = float(structural_similarity_index_measure(
-                img, target, data_range=1.0, reduction="none").mean())
+    for r, natives, lr in held_out_pairs(prep, max_images, rates, size,
+                                         cfg["data"]["interpolation"]):
+        bicubic = to_pixels(normalize(lr.to(device))).clamp(0, 1)
+        sr = torch.cat([method.restore_pixels(bicubic[i:i + 64])
+                        for i in range(0, len(bicubic), 64)])
+        sums = {k: 0.0 for k in ("psnr_sr", "psnr_bicubic", "ssim_sr", "ssim_bicubic")}
+        for k, native in enumerate(natives):
+            target = torch.from_numpy(native).permute(2, 0, 1)[None].float().to(device) / 255.0
+            hw = tuple(native.shape[:2])
+            for name, img in (("sr", sr[k : k + 1]), ("bicubic", bicubic[k : k + 1])):
+                psnr, ssim = _scores(_to_native(img, hw), target)
+                sums[f"psnr_{name}"] += psnr
+                sums[f"ssim_{name}"] += ssim
+        scores = {k: v / len(natives) for k, v in sums.items()}
         scores["gain_db"] = scores["psnr_sr"] - scores["psnr_bicubic"]
-        result[str(r)] = scores | {"n": len(lr)}
+        result[str(r)] = scores | {"n": len(natives),
+                                   "native_size": list(natives[0].shape[:2])}
     return result
 
 
 @torch.no_grad()
 def sr_strip(method, prep, device: torch.device, path: str | Path, count: int = 4) -> Path:
-    """Save a PNG: per test image, LR input (as captured), bicubic, learned SR, HR."""
+    """Save a PNG: per test image, at the native size, the LR image as captured (nearest
+    up-sampling), bicubic, learned SR, HR."""
     method.eval()
-    pairs = _pairs(prep, count, [int(r) for r in method.rates])
+    cfg = method.cfg
+    size = tuple(int(v) for v in cfg["model"]["input_size"])
+    pairs = held_out_pairs(prep, count, [int(r) for r in method.rates], size,
+                           cfg["data"]["interpolation"])
     rows = []
-    for r, lr, hr in pairs:
-        for k in range(min(len(lr), max(1, count // len(pairs)))):
-            h, w = hr.shape[-2:]
-            hr_img = hr[k].permute(1, 2, 0).numpy()
+    width = None
+    for r, natives, lr in pairs:
+        for k in range(min(len(natives), max(1, count // len(pairs)))):
+            hr_img = natives[k]
+            h, w = hr_img.shape[:2]
             small = downsample(Image.fromarray(hr_img), r)
             lr_show = np.asarray(small.resize((w, h), Image.Resampling.NEAREST))
             bic = to_pixels(normalize(lr[k : k + 1].to(device))).clamp(0, 1)
             sr = method.restore_pixels(bic)
-            as_img = lambda t: (t[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(  # noqa: E731
-                np.uint8)
-            rows.append(np.concatenate([lr_show, as_img(bic), as_img(sr), hr_img], axis=1))
+
+            def as_img(t: torch.Tensor, hw: tuple[int, int] = (h, w)) -> np.ndarray:
+                t = _to_native(t, hw)
+                return (t[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+
+            row = np.concatenate([lr_show, as_img(bic), as_img(sr), hr_img], axis=1)
+            if width is None:
+                width = row.shape[:2]
+            elif row.shape[:2] != width:  # crops of other sizes: to the first row's size
+                row = np.asarray(Image.fromarray(row).resize(width[::-1],
+                                                             Image.Resampling.BICUBIC))
+            rows.append(row)
     strip = np.concatenate(rows, axis=0)
     picture = Image.fromarray(strip).resize((strip.shape[1] * 2, strip.shape[0] * 2),
                                             Image.Resampling.NEAREST)

@@ -40,9 +40,17 @@ def paper_names() -> dict[str, str]:
 
 
 def ladder(paper: dict[str, Any]) -> list[str]:
-    """Our methods on the paper's ablation ladder (Table 2), in the paper's row order."""
+    """Our methods on the paper's ablation ladder (Table 2), in the paper's row order, with the
+    controls that declare a place on it (``ladder_after``) after their method."""
+    from methods import METHODS
+
     ours = {v: k for k, v in paper_names().items()}
-    return [ours[row] for row in paper["table2"] if row in ours]
+    steps = [ours[row] for row in paper["table2"] if row in ours]
+    out = []
+    for step in steps:
+        out.append(step)
+        out += sorted(n for n, cls in METHODS.items() if cls.ladder_after == step)
+    return out
 
 
 def table1_datasets(paper: dict[str, Any]) -> list[str]:
@@ -120,8 +128,8 @@ def table2(agg: pd.DataFrame, profile: str, paper: dict[str, Any], dataset: str
     labels = _labels(agg, profile, [dataset])
     rows = []
     for method in ladder(paper):
-        name = names[method]
-        pub = pub_table.get(name)
+        name = names.get(method, f"{method} (control, not in the paper)")
+        pub = pub_table.get(names.get(method))
         ours = [lab for lab, m in labels.items() if m == method] or [None]
         for label in ours:
             cell = _cell(agg, profile, label, dataset)

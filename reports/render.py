@@ -21,7 +21,9 @@ import pandas as pd
 
 from benchmark.atomic import current_umask, write_bytes
 from benchmark.errors import UserError
+from reports import claims as claims_mod
 from reports import plots
+from reports import swa as swa_mod
 from reports.formatting import (
     MISSING,
     all_results,
@@ -116,6 +118,14 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
                                       f"speed__{profile}.png", plots.rank1_vs_throughput(
                                           pts, f"rank-1 (mean over datasets) vs query img/s, "
                                           f"{profile}")))
+        series = swa_mod.trajectories(fr)
+        if series:
+            figures.insert(0, Figure(f"SWA weights per epoch ({profile})", f"swa__{profile}.png",
+                                     plots.swa_trajectories(series, "SWA: p_hr and mean weights "
+                                                            f"per epoch, {profile}")))
+        swa_t = swa_mod.swa_table(fr)
+        claims = claims_mod.claims_table(fr, cost, profile)
+        claims_view = claims_mod.display(claims)
         sr_sub = sr[sr.profile == profile].drop(columns=["profile"]) if not sr.empty else sr
         sections.append({
             "profile": profile, "generated": bool(sub.generated.any()),
@@ -126,6 +136,10 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
             "sr": {"md": md_table(sr_sub), "html": html_table(sr_sub)} if not sr_sub.empty
             else None,
             "figures": figures,
+            "swa": {"md": md_table(swa_t), "html": html_table(swa_t)} if not swa_t.empty
+            else None,
+            "claims": {"md": md_table(claims_view), "html": html_table(claims_view),
+                       "frame": claims} if not claims.empty else None,
             "provenance": {"md": md_table(_provenance_table(sub)),
                            "html": html_table(_provenance_table(sub))},
         })

@@ -8,6 +8,7 @@ with different configs never do. ``n`` is the number of runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -105,6 +106,7 @@ def runs_frame(store: Store) -> pd.DataFrame:
         rows.append({
             "method": r["method"], "dataset": r["dataset"], "profile": r["profile"],
             "seed": r["seed"], "trial": r["trial"], "variant": variant(r),
+            "variant_text": variant_text(r),
             "generated": bool(r["data"]["generated"]),
             "rank1": m["rank1"], "rank5": m["rank5"], "rank10": m["rank10"],
             "rank20": m["rank20"], "mAP": m["mAP"],
@@ -114,6 +116,10 @@ def runs_frame(store: Store) -> pd.DataFrame:
             "data_source": r["data"].get("fingerprint", {}).get("source", "unknown"),
             "weights": r["model"]["weights_origin"], "path": r["_path"],
             "cmc": m["cmc"], "by_rate": m.get("by_rate", {}), "sr": r.get("sr"),
+            "alternatives": m.get("alternative_distances", {}),
+            "distance": m.get("distance"), "params": r["model"].get("parameters", {}),
+            "history": r["training"].get("history", []),
+            "swa_collapsed": r["training"].get("swa_collapsed"),
             "strip": _strip(r["_path"]),
         })
     return pd.DataFrame(rows)
@@ -144,6 +150,61 @@ def variant(record: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:6]
 
 
+def variant_text(record: dict[str, Any]) -> str:
+    """The keys of the method's own config section that differ from their values at the run's
+    profile (the declared defaults where the profile is unknown), e.g.
+    ``swa_weights=detached`` ("" when none do): a readable name for a config variant."""
+    from methods import METHODS
+
+    cls = METHODS[record["method"]] if record["method"] in METHODS else None
+    if cls is None or not cls.config_section:
+        return ""
+    own = record["config"].get(cls.config_section, {}) or {}
+    base = _profile_section(record.get("profile", ""), cls.config_section)
+    if base is None:
+        base = {k: o.default for k, o in cls.options.items()}
+    diff = [f"{k}={_short(v)}" for k, v in sorted(own.items()) if k in base and v != base[k]]
+    return ", ".join(diff)
+
+
+@functools.lru_cache(maxsize=64)
+def _profile_json(profile: str) -> str | None:
+    from benchmark.config import load_config
+
+    try:
+        return json.dumps(load_config(profile))
+    except Exception:  # noqa: BLE001 - an unknown or custom profile: fall back to defaults
+        return None
+
+
+def _profile_section(profile: str, section: str) -> dict[str, Any] | None:
+    text = _profile_json(profile)
+    return None if text is None else json.loads(text).get(section)
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _variant_labels(frame: pd.DataFrame) -> dict[tuple[str, str, str], str]:
+    """(profile, method, variant hash) -> label: the method's name, with its variant named by
+    the options it changes when it has several at one profile (the hash where two variants
+    change the same options, i.e. differ in the common sections)."""
+    out = {}
+    for (profile, method), g in frame.groupby(["profile", "method"]):
+        pairs = g[["variant", "variant_text"]].drop_duplicates()
+        if len(pairs) == 1:
+            out[(profile, method, pairs.iloc[0]["variant"])] = method
+            continue
+        readable = pairs["variant_text"].nunique() == len(pairs)
+        for _, p in pairs.iterrows():
+            name = (p["variant_text"] if readable else p["variant"]) or "as written"
+            out[(profile, method, p["variant"])] = f"{method} [{name}]"
+    return out
+
+
 def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     """Mean, std and n per (profile, method, dataset, config hash) for rank-1/5, mAP and the
     HR control; ``label`` names the method, with its config variant when a method has several
@@ -151,13 +212,13 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
     rows = []
     if frame.empty:
         return pd.DataFrame(columns=[*GROUP, "label", "variant"])
-    several = frame.groupby(["profile", "method"])["variant"].nunique()
+    names = _variant_labels(frame)
     # the same variant with a different dataset section on one dataset: name the config too
     hashes = frame.groupby(["profile", "method", "dataset", "variant"])["config_hash"].nunique()
     sources = frame.groupby(["profile", "method", "dataset"])["data_source"].nunique()
     for (profile, method, dataset, chash, source), g in frame.groupby(GROUP):
         var = g["variant"].iloc[0]
-        label = f"{method} [{var}]" if several[(profile, method)] > 1 else method
+        label = names[(profile, method, var)]
         if hashes[(profile, method, dataset, var)] > 1:
             label = f"{method} [{var}/{chash}]"
         if sources[(profile, method, dataset)] > 1:  # the same dataset from other files
@@ -210,12 +271,16 @@ def sr_frame(frame: pd.DataFrame) -> pd.DataFrame:
     for _, r in frame.iterrows():
         if not isinstance(r["sr"], dict):
             continue
+        pre = r["sr"].get("pretrain") or {}
         for rate, q in r["sr"]["quality"].items():
             rows.append({"method": r.get("label", r["method"]), "dataset": r["dataset"],
                          "profile": r["profile"], "rate": int(rate),
                          "PSNR SR": q["psnr_sr"], "PSNR bicubic": q["psnr_bicubic"],
                          "gain dB": q["gain_db"], "SSIM SR": q["ssim_sr"],
-                         "SSIM bicubic": q["ssim_bicubic"]})
+                         "SSIM bicubic": q["ssim_bicubic"],
+                         "SR pre-training steps": pre.get("steps", 0),
+                         "held-out gain dB": (pre.get("held_out") or {}).get(rate, {}).get(
+                             "gain_db", np.nan)})
     if not rows:
         return pd.DataFrame()
     return (pd.DataFrame(rows).groupby(["profile", "dataset", "method", "rate"]).mean()

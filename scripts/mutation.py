@@ -28,6 +28,10 @@ COPY = ["benchmark", "methods", "datasets", "reports", "scripts", "tests", "docs
 GROUPS: dict[str, tuple[list[str], list[str], list[str]]] = {  # in the order they run
     "losses": (["methods/losses.py", "methods/swa.py"], ["methods.losses.*", "methods.swa.*"],
                ["tests/methods/test_baseline.py", "tests/methods/test_ftwa.py"]),
+    "twins": (["datasets/transforms.py"], ["datasets.transforms.x_degrade*"],
+              ["tests/methods/test_ftwa.py"]),
+    "claims": (["reports/claims.py", "reports/swa.py"], ["reports.claims.*", "reports.swa.*"],
+               ["tests/reports/test_claims.py"]),
     "distances": (["methods/ftwa.py", "benchmark/metrics.py"],
                   ["methods.ftwa.*distance*", "benchmark.metrics.x_pairwise_distance*"],
                   ["tests/methods/test_ftwa.py", "tests/benchmark/test_metrics.py"]),

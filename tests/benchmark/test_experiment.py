@@ -2,6 +2,7 @@
 optimiser schedule; run identity."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,27 +115,42 @@ def test_route_by_crop_height():
 
 
 # -- what a method trains on ---------------------------------------------------------------------
-def test_hr_only_method_trains_on_hr_images_only(tmp_path, monkeypatch):
-    """sr-bicubic declares training_mask = HR only; the experiment applies it: no LR image in
-    any training batch, and the record counts the HR training images."""
-    from methods.sr import SRBicubic
+def test_training_mask_limits_the_training_images(tmp_path, monkeypatch):
+    """A method that declares training_mask = HR only gets no LR image in any training batch,
+    and the record counts the HR training images."""
+    import numpy as np
+
+    from methods.baseline import Baseline
 
     seen = []
-    real = SRBicubic.training_step
+    real = Baseline.training_step
 
     def spy(self, batch):
         seen.append(batch.is_lr.clone())
         return real(self, batch)
 
-    monkeypatch.setattr(SRBicubic, "training_step", spy)
+    monkeypatch.setattr(Baseline, "training_step", spy)
+    monkeypatch.setattr(Baseline, "training_mask",
+                        classmethod(lambda cls, is_lr: ~np.asarray(is_lr, dtype=bool)))
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=3"])
-    rec = run_experiment("sr-bicubic", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
     # one trial step on random images before the data is decoded, then the 3 training steps
     assert len(seen) == 1 + 3 and not any(bool(s.any()) for s in seen)
     s = cfg["data"]["synthetic"]
     assert rec["training"]["train_images"] == s["train_ids"] * s["images_per_camera"]  # camera 0
-    base = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
-    assert base["training"]["train_images"] == 2 * rec["training"]["train_images"]
+
+
+def test_every_method_gets_the_baselines_reid_steps(tmp_path):
+    """sr-bicubic trains on all training images (no longer HR only, which halved its steps),
+    and every method's record states the same number of ReID optimiser steps."""
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=0",
+                                "sr.pretrain_max_steps=2", "sr.pretrain_eval_every=1"])
+    recs = {m: run_experiment(m, "synthetic", cfg, out_dir=tmp_path, progress=False)
+            for m in ("baseline", "sr-bicubic", "sr-two-stage", "ftwa")}
+    images = {m: r["training"]["train_images"] for m, r in recs.items()}
+    steps = {m: r["training"]["reid_optimizer_steps"] for m, r in recs.items()}
+    assert len(set(images.values())) == 1 and len(set(steps.values())) == 1
+    assert steps["baseline"] == images["baseline"] // cfg["train"]["batch_size"]
 
 
 # -- run identity ------------------------------------------------------------------------------
@@ -275,3 +291,23 @@ def test_committed_records_keep_their_identity():
                               ("sr-cpu", "sr-joint", 0)):
         rid = identify(method, "synthetic", cfg, seed, None)["run_id"]
         assert (folder / sub / f"{rid}.json").is_file(), rid
+
+
+def test_ftwa_record_holds_swa_diagnostics(tmp_path):
+    """Every epoch of an FTWA record has the SWA means, the record the collapse flag, and the
+    metrics every test distance, lr-only included."""
+    cfg = load_config("smoke", ["model.weights=none"])
+    rec = run_experiment("ftwa", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    tr = rec["training"]
+    assert len(tr["history"]) == cfg["train"]["epochs"]
+    for entry in tr["history"]:
+        assert {"w_hr", "w_hr_syn", "w_lr", "w_lr_syn", "p_hr", "saturated"} <= set(entry["swa"])
+        assert all(0 <= v <= 1 for v in entry["swa"].values())
+    last = tr["history"][-1]["swa"]
+    assert tr["swa_collapsed"] == (min(last["p_hr"], 1 - last["p_hr"]) < 0.1
+                                   or last["saturated"] > 0.5)
+    alt = rec["metrics"]["alternative_distances"]
+    assert set(alt) == {"weighted", "mean", "hr-only", "lr-only"}
+    assert alt["weighted"]["rank1"] == rec["metrics"]["rank1"]
+    stored = json.loads(Path(rec["path"]).read_text())
+    assert stored["training"]["swa_collapsed"] == tr["swa_collapsed"]

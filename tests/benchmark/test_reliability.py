@@ -56,7 +56,9 @@ def no_training(monkeypatch):
     ("train.milestones=[5,3]", "'train.milestones' must be in increasing order"),
     ("train.batch_size=10", "multiple of 'train.num_instances'"),
     ("ftwa.raft_blocks=0", "'ftwa.raft_blocks' must be a value >= 1"),
-    ("sr.pretrain_fraction=1.5", "'sr.pretrain_fraction' must be a value in [0, 1]"),
+    ("sr.pretrain_max_steps=0", "'sr.pretrain_max_steps' must be a value >= 1"),
+    ("ftwa.swa_weight_floor=0.5", "'ftwa.swa_weight_floor' must be a value in [0, 0.45]"),
+    ("ftwa.swa_weights=frozen", "'ftwa.swa_weights' must be one of"),
     ("data.market1501.lr_camera=7", "'data.market1501.lr_camera' must be a value in [1, 6]"),
     ("eval.max_rank=0", "'eval.max_rank' must be a value >= 1"),
     ("loss.label_smoothing=1", "'loss.label_smoothing' must be a value in"),
@@ -95,7 +97,12 @@ def test_out_that_is_a_file_or_full(tmp_path, capsys, monkeypatch, no_training):
 @pytest.mark.parametrize("suite, expect", [
     ("methods: [baseline]\ndatasets: [synthetic]\nseeds: [x]\n", "'seeds' must be a non-empty "
      "list of ints"),
-    ("methods: baseline\ndatasets: [synthetic]\n", "'methods' must be a non-empty list of strs"),
+    ("methods: baseline\ndatasets: [synthetic]\n",
+     "'methods' must be a non-empty list of method names"),
+    ("methods: [{method: ftwa, set: 1}]\ndatasets: [synthetic]\n",
+     "an entry of 'methods' must be a method name or a mapping"),
+    ("methods: [{method: ftwa, set: [train.epochs=0]}]\ndatasets: [synthetic]\n",
+     "'train.epochs' must be"),
     ("methods: all\ndatasets: [synthetic]\nset: [1]\n", "'set' must be a list of key=value"),
     ("methods: all\ndatasets: [synthetic]\nset: [train.epochs=0]\n", "'train.epochs' must be"),
     ("methods: all\ndatasets: [caviar]\n", "needs --data-root"),
@@ -497,3 +504,24 @@ def test_torch_full_disk_error_is_reported_as_such(tmp_path, monkeypatch, caplog
 
     assert _state_mib({"a": torch.zeros(2**18), "b": [torch.zeros(2**18, dtype=torch.float16)],
                        "c": 3}) == pytest.approx(1.5)
+
+
+def test_suite_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):
+    """A method entry {method, set} runs with the suite's overrides and then its own; a plain
+    entry of the same method keeps the suite's config (two configs, two run ids)."""
+    import benchmark.suite as suite_mod
+
+    seen = []
+
+    def fake(method, dataset, cfg, seed, **kw):
+        seen.append((method, cfg["ftwa"]["swa_weights"], cfg["train"]["epochs"]))
+        return {"metrics": {"rank1": 1.0, "mAP": 1.0}, "timings": {"total_s": 0.0}}
+
+    monkeypatch.setattr(suite_mod, "run_experiment", fake)
+    spec = {"profile": "smoke", "set": ["train.epochs=3"], "datasets": ["synthetic"],
+            "methods": ["ftwa", {"method": "ftwa", "set": ["ftwa.swa_weights=detached"]}],
+            "seeds": [0]}
+    lines = []
+    suite_mod.run_suite(spec, tmp_path, "", report=lines.append)
+    assert seen == [("ftwa", "literal", 3), ("ftwa", "detached", 3)]
+    assert "ftwa [ftwa.swa_weights=detached] on synthetic" in lines[1]

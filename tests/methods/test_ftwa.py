@@ -9,7 +9,14 @@ from methods import METHODS, Batch, build_method
 from methods.base import count_params
 from methods.losses import batch_hard_triplet
 from methods.raft import RAFT, IMDBlock
-from methods.swa import raft_loss, swa_identity_loss, swa_triplet_loss
+from methods.swa import (
+    SpaceHead,
+    log_weight_penalty,
+    quality_target_loss,
+    raft_loss,
+    swa_identity_loss,
+    swa_triplet_loss,
+)
 from methods.two_stream import TwoStreamBackbone
 
 VARIANTS = ["ftwa-b", "ftwa-r", "ftwa"]
@@ -253,6 +260,7 @@ def test_weighted_distance_hand_computed():
     assert torch.allclose(got["weighted"], expect, atol=1e-4)
     assert torch.allclose(m.distance(q, g), expect, atol=1e-4)
     assert torch.allclose(got["hr-only"], torch.tensor([[5.0, 1.0], [20 ** 0.5, 0.0]]), atol=1e-4)
+    assert torch.allclose(got["lr-only"], torch.tensor([[1.0, 2.0], [1.0, 2.0]]), atol=1e-4)
     # mean: the plain average of the two spaces' distances
     assert torch.allclose(got["mean"], torch.tensor([[3.0, 1.5], [(20 ** 0.5 + 1) / 2, 1.0]]),
                           atol=1e-4)
@@ -309,3 +317,189 @@ def test_raft_under_5_percent_at_paper_size():
     cfg = load_config("paper", ["model.weights=none"])
     p = build_method("ftwa", cfg, num_classes=10).parameter_breakdown()["modules"]
     assert p["RAFT"] < 0.05 * (p["E_H"] + p["E_ID"])
+
+
+# -- LR twins at the true rate -------------------------------------------------------------------
+def _psnr_u8(a, b):
+    import numpy as np
+
+    mse = ((a.astype(float) - b.astype(float)) ** 2).mean()
+    return 10 * np.log10(255.0**2 / mse)
+
+
+@pytest.mark.parametrize("rate", [2, 3, 4])
+def test_twin_of_a_market_crop_matches_the_protocols_lr_image(rate):
+    """A 128x64 crop (Market's size) at input 256x128: the synthetic twin made at rate r from
+    the input-size image and the protocol's LR image (PIL, by r from the native crop) lose the
+    same: PSNR against the HR image within 0.5 dB of each other. Down-sampling from the input
+    size instead (the old twin) gives the twin of rate 2r: 9 dB milder at r = 2."""
+    from datasets.generator import PersonGenerator
+    from datasets.transforms import prepare
+
+    gen = PersonGenerator(3, 128, 64)
+    real_db, twin_db, input_db = [], [], []
+    for pid in range(4):
+        native = gen.render(pid, 0, 0)
+        hr = prepare(native, 1, (256, 128))
+        real = prepare(native, rate, (256, 128))
+        x = torch.from_numpy(hr)[None].float() / 255
+        as_u8 = lambda t: (t[0].clamp(0, 1) * 255).round().byte().numpy()  # noqa: E731
+        twin = as_u8(degrade(x, [rate], fixed=rate, native_size=torch.tensor([[128, 64]])))
+        milder = as_u8(degrade(x, [rate], fixed=rate))  # relative to the input size
+        real_db.append(_psnr_u8(real, hr))
+        twin_db.append(_psnr_u8(twin, hr))
+        input_db.append(_psnr_u8(milder, hr))
+    mean = lambda v: sum(v) / len(v)  # noqa: E731
+    assert abs(mean(twin_db) - mean(real_db)) < 0.5
+    assert mean(input_db) > mean(real_db) + 2.5
+
+
+def test_twin_size_follows_each_images_native_size():
+    """Per image: the down-sampled size is floor(native / r), whatever the input size."""
+    x = torch.rand(2, 3, 64, 32)
+    seen = []
+    real = torch.nn.functional.interpolate
+
+    def spy(t, size=None, **kw):
+        seen.append(tuple(size))
+        return real(t, size=size, **kw)
+
+    import unittest.mock
+
+    with unittest.mock.patch("torch.nn.functional.interpolate", spy):
+        degrade(x, [3], fixed=3, native_size=torch.tensor([[128, 64], [40, 20]]))
+    assert sorted(seen[0::2]) == [(13, 6), (42, 21)] and seen[1::2] == [(64, 32)] * 2
+
+
+def test_ftwa_twins_use_the_batchs_native_sizes(smoke_cfg, monkeypatch):
+    import methods.ftwa as ftwa_mod
+
+    got = []
+    real = ftwa_mod.degrade
+    monkeypatch.setattr(ftwa_mod, "degrade", lambda x, rates, gen=None, fixed=None,
+                        native_size=None: got.append(native_size) or real(x, rates, gen, fixed,
+                                                                         native_size))
+    m = build_method("ftwa", smoke_cfg, num_classes=4)
+    b = make_batch()
+    sizes = torch.arange(len(b.labels) * 2).reshape(-1, 2) + 100
+    m.training_step(Batch(b.images, b.labels, b.is_lr, b.generator, sizes))
+    assert torch.equal(got[0], sizes[~b.is_lr])  # the HR images' own sizes
+    m.eval()
+    with torch.no_grad():
+        m.embed(b.images[:3], torch.tensor([False, True, False]), native_size=sizes[:3])
+    assert torch.equal(got[1], sizes[:3][torch.tensor([True, False, True])])
+
+
+# -- SWA: diagnostics, collapse flag, guards --------------------------------------------------
+def test_swa_diagnostics_against_their_definitions():
+    """Means per kind, p_hr = w̄_HR w̄'_HR / (w̄_HR w̄'_HR + w̄_LR w̄'_LR), and the share of pairs
+    whose weight ratio is beyond 0.95 either way."""
+    from methods.ftwa import FTWA
+
+    # rows of the HR head: [v_HR of 2 HR images | v'_HR of 2 LR images]; LR head: [v'_LR | v_LR]
+    w_h = torch.tensor([0.9, 0.01, 0.01, 0.5])
+    w_l = torch.tensor([0.02, 0.5, 0.4, 0.5])
+    spaces = [(None, None, w_h[:2], w_h[2:]), (None, None, w_l[2:], w_l[:2])]
+    d = FTWA._swa_diagnostics(w_h, w_l, 2, spaces)
+    assert d["swa/w_hr"].item() == pytest.approx(0.455)
+    assert d["swa/w_hr_syn"].item() == pytest.approx(0.255)
+    assert d["swa/w_lr"].item() == pytest.approx(0.45)
+    assert d["swa/w_lr_syn"].item() == pytest.approx(0.26)
+    ph, pl = 0.455 * 0.255, 0.45 * 0.26
+    assert d["swa/p_hr"].item() == pytest.approx(ph / (ph + pl))
+    # pair shares: HR images .9/.92 (0.978, saturated high), .01/.51 (0.020, saturated low);
+    # LR images .4/.41 (0.976, saturated high), .5/1.0 (0.5)
+    assert d["swa/saturated"].item() == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("p, saturated, collapsed", [
+    (0.5, 0.0, False), (0.09, 0.0, True), (0.91, 0.0, True), (0.11, 0.5, False),
+    (0.5, 0.51, True),
+])
+def test_collapse_flag(p, saturated, collapsed, smoke_cfg):
+    m = build_method("ftwa", smoke_cfg, num_classes=4)
+    history = [{"swa": {"p_hr": 0.5, "saturated": 0.0}},
+               {"swa": {"p_hr": p, "saturated": saturated}}]
+    out = m.training_summary(history)
+    assert out["swa_collapsed"] is collapsed and out["swa_weights"] == "literal"
+    assert build_method("ftwa-r", smoke_cfg, num_classes=4).training_summary(history) == {}
+
+
+def test_training_step_reports_swa_diagnostics(smoke_cfg):
+    m = build_method("ftwa", smoke_cfg, num_classes=4)
+    out = m.training_step(make_batch())
+    assert {"swa/w_hr", "swa/w_hr_syn", "swa/w_lr", "swa/w_lr_syn", "swa/p_hr",
+            "swa/saturated"} <= set(out)
+    assert not any(k.startswith("swa/") for k in
+                   build_method("ftwa-r", smoke_cfg, num_classes=4).training_step(make_batch()))
+
+
+def _w_grads(cfg_extra):
+    torch.manual_seed(0)
+    cfg = load_config("smoke", ["model.weights=none", *cfg_extra])
+    m = build_method("ftwa", cfg, num_classes=4)
+    out = m.training_step(make_batch())
+    out["loss"].backward()
+    grads = [m.head_hr.quality.weight.grad, m.head_lr.quality.weight.grad]
+    return m, out, grads
+
+
+def test_literal_weights_are_trained_by_eq5_and_eq7():
+    _, out, grads = _w_grads([])
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    assert "quality" not in out and "log_w" not in out
+
+
+def test_detached_weights_get_no_gradient_from_the_losses_only_from_their_own():
+    _, out, grads = _w_grads(["ftwa.swa_weights=detached", "ftwa.swa_quality_weight=0"])
+    assert all(g is None or g.abs().sum() == 0 for g in grads)
+    _, out, grads = _w_grads(["ftwa.swa_weights=detached"])
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    lc = load_config("smoke")["loss"]
+    expect = (lc["lambda_cls"] * out["id"] + lc["lambda_tri"] * out["triplet"]
+              + lc["lambda_raft"] * out["raft"] + 1.0 * out["quality"])
+    assert out["loss"].item() == pytest.approx(expect.item(), rel=1e-5)
+
+
+def test_quality_target_is_the_true_identity_probability():
+    logits = torch.tensor([[2.0, 0.0], [0.0, 0.0]])
+    labels = torch.tensor([0, 1])
+    p = torch.softmax(logits, 1)[[0, 1], [0, 1]]
+    w = torch.tensor([0.7, 0.2])
+    expect = -(p * torch.log(w) + (1 - p) * torch.log(1 - w)).mean()
+    assert quality_target_loss(w, logits, labels).item() == pytest.approx(expect.item(), rel=1e-5)
+
+
+def test_log_regulariser_adds_coefficient_times_minus_mean_log_w():
+    assert log_weight_penalty([torch.tensor([0.5, 0.25]), torch.tensor([1.0])]).item() == \
+        pytest.approx(-(torch.log(torch.tensor(0.5)) + torch.log(torch.tensor(0.25))).item() / 3)
+    _, out, _ = _w_grads(["ftwa.swa_log_reg=0.5"])
+    lc = load_config("smoke")["loss"]
+    expect = (lc["lambda_cls"] * out["id"] + lc["lambda_tri"] * out["triplet"]
+              + lc["lambda_raft"] * out["raft"] + 0.5 * out["log_w"])
+    assert out["loss"].item() == pytest.approx(expect.item(), rel=1e-5)
+
+
+def test_weight_floor_and_temperature():
+    head = SpaceHead(4, 3, True, temperature=2.0, floor=0.1)
+    v = torch.randn(5, 4)
+    f, _, w = head(v)
+    z = head.quality(f).squeeze(1)
+    assert torch.allclose(w, 0.1 + 0.8 * torch.sigmoid(z / 2.0))
+    big = SpaceHead(4, 3, True, floor=0.1)
+    with torch.no_grad():
+        big.quality.weight.fill_(100.0)
+    _, _, w = big(torch.randn(50, 4))
+    assert w.min() >= 0.1 - 1e-6 and w.max() <= 0.9 + 1e-6
+
+
+def test_id_loss_scale_mean_halves_the_two_pair_sum():
+    g = torch.Generator().manual_seed(0)
+    pair = lambda: {"logits": torch.randn(3, 4, generator=g), "w": torch.rand(3, generator=g),  # noqa: E731
+                    "logits_syn": torch.randn(3, 4, generator=g),
+                    "w_syn": torch.rand(3, generator=g), "labels": torch.tensor([0, 1, 2])}
+    hr, lr = pair(), pair()
+    total = swa_identity_loss(hr, lr)
+    assert swa_identity_loss(hr, lr, scale="mean").item() == pytest.approx(total.item() / 2)
+    assert swa_identity_loss(hr, None, scale="mean").item() == pytest.approx(
+        swa_identity_loss(hr, None).item())

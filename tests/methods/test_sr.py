@@ -1,6 +1,7 @@
 """SR-then-ReID baselines: shapes per rate, frozen SR in stage 2, PSNR/SSIM, parameter split."""
 
 
+import numpy as np
 import pytest
 import torch
 
@@ -8,7 +9,7 @@ from benchmark.config import load_config
 from benchmark.experiment import run_experiment
 from datasets.bank import prepare_data
 from datasets.transforms import degrade
-from methods import METHODS, Batch, build_method
+from methods import METHODS, Batch, EvalContext, TrainContext, build_method
 from methods.base import count_params
 from methods.sr_nets import ESPCNSR, IMDNSR
 
@@ -43,26 +44,55 @@ def test_espcn_needs_divisible_size():
         ESPCNSR(16, scale=2)(torch.rand(1, 3, 63, 32))
 
 
-def test_two_stage_freezes_sr_after_stage_one():
-    cfg = load_config("smoke", ["model.weights=none"])
-    m = build_method("sr-two-stage", cfg, num_classes=4)
-    m.on_train_start(total_steps=10)  # pretrain_fraction 0.3 -> 3 SR steps
-    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+def _pretrained(extra, seed=0):
+    cfg = load_config("smoke", ["model.weights=none", *extra])
+    prep = prepare_data("synthetic", cfg, None, progress=False)
+    m = build_method("sr-two-stage", cfg, num_classes=int(prep.labels.max()) + 1)
+    m.before_training(TrainContext(prep, torch.device("cpu"), seed, progress=False))
+    return m, prep
+
+
+def test_sr_pretraining_stops_on_a_plateau_and_keeps_the_best():
+    """With a zero learning rate the held-out PSNR never improves: pre-training stops after
+    `patience` checks, the curve has a point per check, and the weights are the initial ones."""
+    m, _ = _pretrained(["sr.pretrain_lr=0", "sr.pretrain_eval_every=5", "sr.pretrain_patience=2",
+                        "sr.pretrain_max_steps=100"])
+    r = m.pretrain_report
+    assert r["stopped"] == "plateau" and r["steps"] == 10 and r["best_step"] == 0
+    assert [c["step"] for c in r["curve"]] == [0, 5, 10]
+    assert [c["lr"] for c in r["curve"]] == [0.0, 0.0, 0.0]
+    for rate in ("2", "3", "4"):  # the untrained network returns bicubic: no gain
+        assert r["held_out"][rate]["gain_db"] == pytest.approx(0.0, abs=1e-4)
+
+
+def test_sr_pretraining_learns_until_the_cap_and_then_freezes():
+    m, prep = _pretrained(["sr.pretrain_lr=0.003", "sr.pretrain_eval_every=10",
+                           "sr.pretrain_patience=50", "sr.pretrain_max_steps=30"])
+    r = m.pretrain_report
+    assert r["stopped"] == "cap" and r["steps"] == 30 and len(r["curve"]) == 4
+    assert r["held_out_images"] + r["train_images"] == int((~prep.is_lr[prep.train]).sum())
+    best = max(c["psnr_db"] for c in r["curve"])
+    if r["best_step"]:  # the best check's weights are the ones kept
+        assert np.mean([v["psnr_sr"] for v in r["held_out"].values()]) == pytest.approx(
+            best, abs=1e-3)
+    assert not any(p.requires_grad for p in m.sr.parameters())
+    sr_before = [p.clone() for p in m.sr.parameters()]
     reid_before = [p.clone() for p in m.reid.parameters()]
-    for step in range(5):
-        if step == 3:
-            sr_after_stage1 = [p.clone() for p in m.sr.parameters()]
-            assert all(torch.equal(a, b) for a, b in zip(reid_before, m.reid.parameters()))
+    opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=1e-3)
+    m.train()
+    assert not m.sr.training  # stays in eval mode once frozen
+    for step in range(2):
         out = m.training_step(batch(seed=step))
         opt.zero_grad()
         out["loss"].backward()
         opt.step()
-        assert ("sr_l1" in out) == (step < 3) and ("id" in out) == (step >= 3)
-    assert all(torch.equal(a, b) for a, b in zip(sr_after_stage1, m.sr.parameters()))
+        assert "id" in out and "sr_l1" not in out
+    assert all(torch.equal(a, b) for a, b in zip(sr_before, m.sr.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(reid_before, m.reid.parameters()))
-    assert not m.sr.training  # stays in eval mode once frozen
-    m.train()
-    assert not m.sr.training
+    # the report travels with the weights (a resumed run records it)
+    clone = build_method("sr-two-stage", m.cfg, num_classes=m.num_classes)
+    clone.load_state_dict(m.state_dict())
+    assert clone.pretrain_report == r
 
 
 def test_joint_trains_both_and_adds_mu_sr():
@@ -99,32 +129,58 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def test_sr_quality_scores_the_sr_output_and_bicubic_apart():
-    """PSNR of the learned SR and of bicubic are each computed on their own images: an SR
-    network that returns mid-grey scores exactly the PSNR of mid-grey against HR."""
-    from datasets.transforms import normalize, to_pixels
-    from methods.sr_eval import _pairs, sr_quality
+    """PSNR of the learned SR and of bicubic are each computed on their own images, against the
+    native HR crop at its size: an SR network that returns mid-grey scores exactly the PSNR of
+    mid-grey against HR; bicubic scores the protocol's LR image brought back to the native
+    size."""
+    from PIL import Image
+
+    from datasets.transforms import downsample, prepare
+    from methods.sr_eval import held_out_pairs, sr_quality
 
     cfg = load_config("smoke", ["model.weights=none"])
     prep = prepare_data("synthetic", cfg, None, progress=False)
     m = build_method("sr-two-stage", cfg, num_classes=4)
     m.restore_pixels = lambda pixels: torch.full_like(pixels, 0.5)
     q = sr_quality(m, prep, torch.device("cpu"), 40, [2, 3, 4])
-    for rate, lr, hr in _pairs(prep, 40, [2, 3, 4]):
-        target = hr.float() / 255.0
-        bicubic = to_pixels(normalize(lr)).clamp(0, 1)
+    size = tuple(cfg["model"]["input_size"])
+    for rate, natives, lr in held_out_pairs(prep, 40, [2, 3, 4], size):
+        target = torch.from_numpy(np.stack(natives)).permute(0, 3, 1, 2).float() / 255.0
         assert q[str(rate)]["psnr_sr"] == pytest.approx(_psnr(torch.full_like(target, 0.5),
                                                                target), rel=1e-4)
+        # independently: PIL down-sampling from the native crop, PIL up to the input size
+        # (= the native size here), as uint8
+        ref = np.stack([prepare(np.asarray(downsample(Image.fromarray(n), rate)), 1, size)
+                        for n in natives])
+        assert np.array_equal(ref, lr.numpy())
+        bicubic = torch.from_numpy(ref).float() / 255.0
         assert q[str(rate)]["psnr_bicubic"] == pytest.approx(_psnr(bicubic, target), rel=1e-4)
         assert q[str(rate)]["psnr_sr"] < q[str(rate)]["psnr_bicubic"] - 3
         assert q[str(rate)]["n"] == len(lr)
 
 
-def test_sr_bicubic_trains_on_hr_only_and_records_quality(tmp_path):
+def test_psnr_is_taken_at_the_native_size_on_a_market_stand_in(tmp_path):
+    """A Market-size crop (128x64) at the smoke input (64x32): at the input size the LR image of
+    rate 2 equals the HR one (PSNR of 160 dB and more); at the native size it is a real loss."""
+    from datasets.synth import write_like
+
+    write_like("market1501", tmp_path / "data", ids=8, seed=0)
+    cfg = load_config("smoke", ["model.weights=none"])
+    prep = prepare_data("mlr-market1501", cfg, str(tmp_path / "data"), progress=False)
+    m = build_method("sr-bicubic", cfg, num_classes=4)
+    q = m.evaluation_extras(EvalContext(prep, torch.device("cpu"), {}, {}, tmp_path, "x", cfg))
+    for scores in q["sr"]["quality"].values():
+        assert scores["native_size"] == [128, 64]
+        assert 10 < scores["psnr_bicubic"] < 60 and scores["psnr_sr"] == scores["psnr_bicubic"]
+    assert q["sr"]["quality"]["2"]["psnr_bicubic"] > q["sr"]["quality"]["4"]["psnr_bicubic"]
+
+
+def test_sr_two_stage_records_quality_and_pretraining(tmp_path):
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=2"])
-    prep = prepare_data("synthetic", cfg, None, progress=False)
-    prep.keep_training(~prep.is_lr[prep.train])
-    assert not prep.is_lr[prep.train].any() and prep.labels.max() + 1 == len(set(prep.labels))
     rec = run_experiment("sr-two-stage", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    pre = rec["sr"]["pretrain"]
+    assert pre["steps"] <= cfg["sr"]["pretrain_max_steps"] and set(pre["held_out"]) == {
+        "2", "3", "4"}
     q = rec["sr"]["quality"]
     assert set(q) == {"2", "3", "4"}
     for scores in q.values():

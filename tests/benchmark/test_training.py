@@ -1,0 +1,45 @@
+"""The training loop's bookkeeping: epoch entries of the history, a stage before the ReID steps,
+native sizes in every batch."""
+
+import pytest
+import torch
+
+from benchmark.config import load_config
+from benchmark.training import epoch_entry, train
+from datasets.bank import prepare_data
+from methods import build_method
+from methods.baseline import Baseline
+
+
+def test_epoch_entry_means_over_the_steps_that_returned_a_value_and_nests_groups():
+    sums = {"loss": 6.0, "swa/p_hr": 0.9, "swa/w_hr": 1.5, "raft": 1.0}
+    counts = {"loss": 3, "swa/p_hr": 3, "swa/w_hr": 3, "raft": 2}
+    assert epoch_entry(sums, counts, 4) == {
+        "loss": 2.0, "swa": {"p_hr": pytest.approx(0.3), "w_hr": 0.5}, "raft": 0.5, "epoch": 4}
+
+
+def test_before_training_runs_once_and_batches_carry_native_sizes(tmp_path, monkeypatch):
+    """before_training runs before the first ReID step and not again when the run resumes
+    from its checkpoint; every batch carries the native size of each of its images."""
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=2"])
+    prep = prepare_data("synthetic", cfg, None, progress=False)
+    calls, sizes = [], []
+    real = Baseline.training_step
+    monkeypatch.setattr(Baseline, "before_training", lambda self, ctx: calls.append(ctx.seed))
+
+    def spy(self, batch):
+        sizes.append(batch.native_size)
+        return real(self, batch)
+
+    monkeypatch.setattr(Baseline, "training_step", spy)
+    ckpt = tmp_path / "run.pt"
+    m = build_method("baseline", cfg, int(prep.labels.max()) + 1)
+    out = train(m, prep, cfg, torch.device("cpu"), 5, ckpt, progress=False)
+    assert calls == [5] and len(sizes) == 4 and out["reid_optimizer_steps"] == 4
+    assert all(s.shape == (16, 2) for s in sizes)
+    # synthetic smoke crops are 64x32; LR ones are as captured: floor(64 / r) x floor(32 / r)
+    allowed = {(64, 32), (32, 16), (21, 10), (16, 8)}
+    assert {tuple(r) for s in sizes for r in s.tolist()} <= allowed
+    m2 = build_method("baseline", cfg, int(prep.labels.max()) + 1)
+    train(m2, prep, cfg, torch.device("cpu"), 5, ckpt, progress=False)  # all epochs done
+    assert calls == [5]

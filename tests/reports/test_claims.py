@@ -1,0 +1,138 @@
+"""The claims table and the SWA diagnostics section: every number comes from the records, each
+verdict follows its rule, variants are named by what they change."""
+
+import copy
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from benchmark.config import load_config
+from benchmark.experiment import run_experiment
+from reports.claims import CLAIMS, Claim, claims_table, compare, interval, rate_spread, verdict
+from reports.render import build
+from reports.results import aggregate, load_store, runs_frame
+from reports.swa import swa_table
+
+
+@pytest.fixture(scope="module")
+def ftwa_record(tmp_path_factory):
+    cfg = load_config("smoke", ["model.weights=none"])
+    return run_experiment("ftwa", "synthetic", cfg, out_dir=tmp_path_factory.mktemp("ftwa"),
+                          progress=False)
+
+
+def write(folder, template, method, seed, rank1, own=None, by_rate=None, swa=None):
+    rec = copy.deepcopy(template)
+    rec.pop("path", None)
+    rec["config"] = copy.deepcopy(rec["config"])
+    rec["config"]["ftwa"].update(own or {})
+    tag = "-".join(f"{k}{v}" for k, v in (own or {}).items())
+    rec.update(method=method, seed=seed, config_hash=f"h{method}{tag}",
+               run_id=f"{method}__synthetic__smoke__seed{seed}__{tag}")
+    rec["metrics"] = dict(rec["metrics"], rank1=rank1)
+    if by_rate is not None:
+        rec["metrics"]["by_rate"] = {str(r): {"rank1": v, "mAP": v, "num_queries": 10}
+                                     for r, v in by_rate.items()}
+    if swa is not None:
+        rec["training"] = copy.deepcopy(rec["training"])
+        rec["training"]["history"][-1]["swa"] = swa
+        rec["training"]["swa_collapsed"] = swa["p_hr"] < 0.1
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{rec['run_id']}.json").write_text(json.dumps(rec))
+
+
+def test_interval_paired_and_welch_against_the_formulas():
+    a, b = np.array([3.0, 5.0, 4.0]), np.array([1.0, 1.0, 2.0])
+    d = a - b  # 2, 4, 2
+    half = stats.t.ppf(0.975, 2) * d.std(ddof=1) / np.sqrt(3)
+    diff, lo, hi, test = interval(a, b, paired=True)
+    assert (diff, lo, hi) == pytest.approx((d.mean(), d.mean() - half, d.mean() + half))
+    assert test == "paired t, df=2"
+    diff, lo, hi, test = interval(a, b, paired=False)
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    half = stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    assert (lo, hi) == pytest.approx((diff - half, diff + half)) and test.startswith("Welch")
+    # the same difference in every pair: no paired interval, the unpaired one is used
+    assert interval(np.array([5.0, 6.0]), np.array([0.0, 1.0]), paired=True)[3].startswith(
+        "Welch")
+    assert np.isnan(interval(np.array([1.0]), np.array([0.0]), paired=False)[1])
+
+
+@pytest.mark.parametrize("low, high, expect", [
+    (0.1, 3.0, "holds"), (-3.0, -0.1, "does not hold"), (-1.0, 2.0, "inconclusive at n=3"),
+    (0.0, 2.0, "inconclusive at n=3"), (-2.0, 0.0, "inconclusive at n=3"),
+    (np.nan, np.nan, "inconclusive at n=3 (no interval)")])
+def test_verdict_rule(low, high, expect):
+    assert verdict(low, high, 3) == expect
+
+
+def test_rate_spread():
+    assert rate_spread({"2": {"rank1": 50.0}, "3": {"rank1": 40.0}, "4": {"rank1": 20.0}}) == 30.0
+    assert np.isnan(rate_spread({"2": {"rank1": 50.0}}))
+
+
+def test_claims_rows_come_from_the_records(tmp_path, ftwa_record):
+    folder = tmp_path / "res"
+    for seed, (lit, guard, fr) in enumerate([(30.0, 40.0, 20.0), (32.0, 45.0, 22.0),
+                                             (31.0, 44.0, 19.0)]):
+        write(folder, ftwa_record, "ftwa", seed, lit, by_rate={2: 40.0, 3: 30.0, 4: 20.0 + seed})
+        write(folder, ftwa_record, "ftwa", seed, guard, own={"swa_weights": "detached"})
+        write(folder, ftwa_record, "ftwa-r", seed, fr)
+    frame = runs_frame(load_store(folder))
+    frame = frame.merge(aggregate(frame)[["config_hash", "label"]], on="config_hash")
+    table = claims_table(frame, frame.iloc[:0], "smoke").set_index("claim")
+    swa = table.loc["FTWA > FTWA-R (SWA helps)"]
+    assert swa["diff"] == pytest.approx(np.mean([10.0, 10.0, 12.0]))
+    assert swa["verdict"] == "holds" and swa["data"] == "generated" and swa["n"] == 3
+    assert "ftwa: 31.0 ± 1.0 (n=3) vs ftwa-r: 20.3 ± 1.5 (n=3)" in swa["evidence"]
+    guard = table.loc["control: the SWA guard vs the literal reading (FTWA [swa_weights="
+                      "detached] > FTWA)"]
+    assert guard["diff"] == pytest.approx(np.mean([10.0, 13.0, 13.0]))
+    # no Baseline, no SR runs: those claims have no row; RAFT's size comes from the record
+    assert not any(c.startswith("FTWA-B") or "SR-then" in c for c in table.index)
+    raft = table.loc["RAFT is lightweight"]
+    params = ftwa_record["model"]["parameters"]
+    assert f"{100 * params['modules']['RAFT'] / params['inference_path']:.1f} %" in raft[
+        "evidence"]
+
+
+def test_resolution_claim_compares_spreads(tmp_path, ftwa_record):
+    folder = tmp_path / "res"
+    for seed in range(3):
+        write(folder, ftwa_record, "ftwa", seed, 30.0, by_rate={2: 40.0, 3: 38.0, 4: 35.0 - seed})
+        write(folder, ftwa_record, "baseline", seed, 20.0, by_rate={2: 40.0, 3: 20.0, 4: 10.0})
+    frame = runs_frame(load_store(folder))
+    row = compare(frame, Claim("x", "ftwa", "baseline", quantity="rate_spread"))
+    assert row["diff"] == pytest.approx(30.0 - np.mean([5.0, 6.0, 7.0]))
+    assert row["verdict"] == "holds"
+
+
+def test_every_claim_names_methods_that_exist():
+    from methods import METHODS
+
+    for claim in CLAIMS:
+        for side in (claim.better, claim.worse):
+            assert side.partition(" [")[0] in METHODS, side
+
+
+def test_swa_table_and_report_sections(tmp_path, ftwa_record):
+    folder = tmp_path / "res"
+    base = {"w_hr": 0.01, "w_hr_syn": 0.98, "w_lr": 0.6, "w_lr_syn": 0.4, "saturated": 0.8}
+    write(folder, ftwa_record, "ftwa", 0, 30.0, swa=base | {"p_hr": 0.05})
+    write(folder, ftwa_record, "ftwa", 1, 32.0, swa=base | {"p_hr": 0.07})
+    write(folder, ftwa_record, "ftwa", 0, 40.0, own={"swa_weights": "detached"},
+          swa=base | {"p_hr": 0.5})
+    frame = runs_frame(load_store(folder))
+    frame = frame.merge(aggregate(frame)[["config_hash", "label"]], on="config_hash")
+    t = swa_table(frame).set_index("method")
+    assert t.loc["ftwa [as written]", "collapsed"] == "2 of 2"
+    assert t.loc["ftwa [as written]", "p_hr"] == "0.060"
+    assert t.loc["ftwa [swa_weights=detached]", "collapsed"] == "0 of 1"
+    ctx = build(folder)
+    section = ctx["sections"][0]
+    assert section["swa"] is not None and "ftwa [swa_weights=detached]" in section["swa"]["md"]
+    assert any(f.file == "swa__smoke.png" for f in section["figures"])
+    assert "SWA helps" not in (section["claims"]["md"] if section["claims"] else "")
