@@ -97,7 +97,7 @@ def degrade(x: torch.Tensor, rates: list[int], generator: torch.Generator | None
     and r drawn uniformly from ``rates`` with ``generator`` (or ``fixed``), by bicubic
     down-sampling, then bicubic back to (H, W), like real LR images. Both resizes use torch's
     antialiased bicubic, whose kernel (a = -0.5) is PIL's: on a 128x64 crop at input 256x128
-    the twin is within about 50 dB PSNR of the PIL-made LR image.
+    PSNR(twin, PIL-made LR image) is about 50 dB.
 
     Down-sampling from the input size by r would be milder wherever the native crop is smaller
     than the input (a 128x64 Market crop at 256x128 would give the twin of rate 2r); the target

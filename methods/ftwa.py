@@ -121,6 +121,7 @@ class FTWAB(_TwoStream):
     name = "ftwa-b"
     description = "FTWA-B: two-stream backbone (E_H, E_L, shared E_ID), plain ID + triplet"
     paper_name = "FTWA-B"
+    uses_native_size = False  # no down-sampled gallery copy at test time
 
     def __init__(self, cfg: dict[str, Any], num_classes: int):
         super().__init__(cfg, num_classes)
@@ -161,7 +162,8 @@ class _FourVectors(_TwoStream):
         super().__init__(cfg, num_classes)
         f = cfg["ftwa"]
         self.raft = RAFT(self.dim, f["raft_width"], f["raft_blocks"], f["raft_attention"])
-        guard = {"temperature": f["swa_temperature"], "floor": f["swa_weight_floor"]}
+        guard = {"temperature": f["swa_temperature"], "floor": f["swa_weight_floor"],
+                 "detach_input": f["swa_weights"] == "detached"}
         self.head_hr = SpaceHead(self.dim, num_classes, self.weighted, **guard)
         self.head_lr = SpaceHead(self.dim, num_classes, self.weighted, **guard)
         mode = f["distance"]
@@ -229,20 +231,19 @@ class _FourVectors(_TwoStream):
     @staticmethod
     def _swa_diagnostics(w_h: torch.Tensor, w_l: torch.Tensor, n_hr: int,
                          spaces: list[tuple[torch.Tensor, ...]]) -> dict[str, torch.Tensor]:
-        """Per step (averaged per epoch into ``training.history[*].swa``): the mean weight of
-        each kind of vector, the HR space's share p_hr of eq. 7 and the share of eq. 5's pairs
-        whose weight ratio is beyond 0.95 either way."""
+        """Per step (averaged per epoch into ``training.history[*].swa``, over the steps that
+        have it): the mean weight of each kind of vector, the HR space's share p_hr of eq. 7
+        (batches with both kinds of image) and the share of eq. 5's pairs whose weight ratio is
+        beyond 0.95 either way."""
         out = {}
         kinds = {"w_hr": w_h[:n_hr], "w_hr_syn": w_h[n_hr:], "w_lr": w_l[n_hr:],
                  "w_lr_syn": w_l[:n_hr]}
         for key, w in kinds.items():
             if len(w):
                 out[f"swa/{key}"] = w.mean()
-        products = [ws_real.mean() * ws_syn.mean() for _, _, ws_real, ws_syn in spaces]
-        if len(spaces) == 2:
+        if len(spaces) == 2:  # a batch with one kind of image has one space: no share to report
+            products = [ws_real.mean() * ws_syn.mean() for _, _, ws_real, ws_syn in spaces]
             out["swa/p_hr"] = products[0] / (products[0] + products[1])
-        else:  # one resolution space in the batch: all of eq. 7 is that space's
-            out["swa/p_hr"] = w_h.new_tensor(1.0 if n_hr else 0.0)
         shares = torch.cat([pair_share(w_h[:n_hr], w_l[:n_hr]), pair_share(w_l[n_hr:],
                                                                               w_h[n_hr:])])
         out["swa/saturated"] = ((shares > SATURATION) | (shares < 1 - SATURATION)).float().mean()

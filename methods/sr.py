@@ -34,7 +34,7 @@ import torch
 
 from benchmark import progress as progress_log
 from benchmark.config import Option
-from datasets.transforms import degrade, from_pixels, to_pixels
+from datasets.transforms import degrade, from_pixels, prepare, to_pixels
 from methods.base import GALLERY, QUERY, Batch, EvalContext, Method, TrainContext, register_method
 from methods.baseline import Baseline
 from methods.sr_nets import build_sr
@@ -217,18 +217,16 @@ class SRJoint(_SRThenReID):
                 "sr_l1": l_sr.detach()}
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """PSNR per image of [0, 1] pixels (B, C, H, W)."""
-    mse = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return 10.0 * torch.log10(1.0 / mse)
-
-
 def pretrain_sr(method: _SRThenReID, context: TrainContext) -> dict[str, Any]:
     """Train ``method.sr`` alone with L1 on (down(I_HR), I_HR) pairs of the training split's HR
     images, Adam at ``sr.pretrain_lr``, halving it whenever the PSNR on held-out training images
     does not improve by 0.01 dB, stopping after ``sr.pretrain_patience`` such checks or at
-    ``sr.pretrain_max_steps``; the best weights are kept. Returns the report recorded under
-    ``sr.pretrain`` (curve, stop reason, held-out gain per rate)."""
+    ``sr.pretrain_max_steps``; the weights of the best check (step 0, i.e. bicubic, included)
+    are kept. Held-out PSNR is scored like the test-set quality: LR images made by the
+    protocol's path from the native crop, the output resized to the native size. Returns the
+    report recorded under ``sr.pretrain`` (curve, stop reason, held-out gain per rate)."""
+    from methods.sr_eval import _native, native_targets, psnr_at_native
+
     s, prep, device = method.cfg["sr"], context.prep, context.device
     hr_idx = prep.train[~prep.is_lr[prep.train]]
     if len(hr_idx) < 2:
@@ -242,19 +240,22 @@ def pretrain_sr(method: _SRThenReID, context: TrainContext) -> dict[str, Any]:
     def pixels(idx: np.ndarray) -> torch.Tensor:
         return prep.images[idx].to(device).float() / 255.0
 
-    val_x = pixels(val)
-    val_native = native(val)
-    val_lr = {r: degrade(val_x, method.rates, fixed=r, native_size=val_native).clamp(0, 1)
-              for r in method.rates}
-    bicubic_db = {r: float(_psnr(val_lr[r], val_x).mean()) for r in method.rates}
+    size = tuple(int(v) for v in method.cfg["model"]["input_size"])
+    interp = method.cfg["data"]["interpolation"]
+    natives = [_native(prep, prep.samples[i]) for i in val]
+    targets = native_targets(natives, device)
+    val_lr = {r: torch.from_numpy(np.stack([prepare(n, r, size, interp) for n in natives]))
+              .to(device).float() / 255.0 for r in method.rates}
+    bicubic_db = {r: float(psnr_at_native(val_lr[r], targets).mean()) for r in method.rates}
 
     @torch.no_grad()
     def held_out() -> dict[int, float]:
         method.sr.eval()
         out = {}
         for r in method.rates:
-            out[r] = float(torch.cat([_psnr(method.restore_pixels(val_lr[r][i:i + 64]),
-                                            val_x[i:i + 64]) for i in range(0, n_val, 64)]).mean())
+            restored = torch.cat([method.restore_pixels(val_lr[r][i:i + 64])
+                                  for i in range(0, n_val, 64)])
+            out[r] = float(psnr_at_native(restored, targets).mean())
         method.sr.train()
         return out
 
@@ -266,7 +267,8 @@ def pretrain_sr(method: _SRThenReID, context: TrainContext) -> dict[str, Any]:
                        f"at most {cap} steps of {batch}")
     start = held_out()
     curve = [{"step": 0, "psnr_db": float(np.mean(list(start.values()))), "lr": lr}]
-    best, best_step, best_state, bad, stop = curve[0]["psnr_db"], 0, None, 0, "cap"
+    best, best_step, bad, stop = curve[0]["psnr_db"], 0, 0, "cap"
+    best_state = copy.deepcopy(method.sr.state_dict())  # step 0: bicubic
     l1_sum, l1_n = 0.0, 0
     method.sr.train()
     for step in range(1, cap + 1):
@@ -298,8 +300,7 @@ def pretrain_sr(method: _SRThenReID, context: TrainContext) -> dict[str, Any]:
                 break
         progress_log.phase(f"SR pre-training step {step}: held-out PSNR {db:.2f} dB "
                            f"(bicubic {np.mean(list(bicubic_db.values())):.2f} dB)")
-    if best_state is not None:
-        method.sr.load_state_dict(best_state)
+    method.sr.load_state_dict(best_state)
     final = held_out()
     method.sr.eval()
     return {
@@ -307,6 +308,6 @@ def pretrain_sr(method: _SRThenReID, context: TrainContext) -> dict[str, Any]:
         "curve": curve, "held_out_images": int(n_val), "train_images": int(len(fit)),
         "held_out": {str(r): {"psnr_sr": final[r], "psnr_bicubic": bicubic_db[r],
                               "gain_db": final[r] - bicubic_db[r]} for r in method.rates},
-        "note": "held-out HR training images (not trained on), PSNR at the input size; the "
-                "test-set quality at the native size is under sr.quality",
+        "note": "held-out HR training images (not trained on), LR images made by the protocol's "
+                "path, PSNR at the native crop size (as sr.quality scores the test set)",
     }

@@ -64,6 +64,23 @@ def _to_native(img: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
                                            align_corners=False).clamp(0, 1)
 
 
+def native_targets(natives: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """Native crops (H, W, 3) uint8 -> [(1, 3, H, W) [0, 1]] on ``device``."""
+    return [torch.from_numpy(n).permute(2, 0, 1)[None].float().to(device) / 255.0
+            for n in natives]
+
+
+def psnr_at_native(images: torch.Tensor, targets: list[torch.Tensor]) -> torch.Tensor:
+    """PSNR (dB) per image of [0, 1] images at the input size (N, 3, H, W) against their native
+    crops, each image resized to its crop's size first (as ``sr_quality`` scores)."""
+    out = []
+    for k, target in enumerate(targets):
+        img = _to_native(images[k : k + 1], tuple(target.shape[-2:]))
+        mse = (img - target).pow(2).mean().clamp_min(1e-10)
+        out.append(10.0 * torch.log10(1.0 / mse))
+    return torch.stack(out)
+
+
 def _scores(img: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
     psnr = float(peak_signal_noise_ratio(img, target, data_range=1.0))
     ssim = float(structural_similarity_index_measure(img, target, data_range=1.0))

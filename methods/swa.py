@@ -28,17 +28,20 @@ class SpaceHead(nn.Module):
     """
 
     def __init__(self, dim: int, num_classes: int, weighted: bool = True,
-                 temperature: float = 1.0, floor: float = 0.0):
+                 temperature: float = 1.0, floor: float = 0.0, detach_input: bool = False):
         super().__init__()
         self.neck = BNNeck(dim, num_classes)
         self.quality = nn.Linear(dim, 1) if weighted else None
         self.temperature, self.floor = float(temperature), float(floor)
+        #: W reads a detached feature: its own loss trains W only, not the features
+        self.detach_input = detach_input
 
     def forward(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         f, logits = self.neck(v)
         if self.quality is None:
             return f, logits, f.new_ones(f.shape[0])
-        w = torch.sigmoid(self.quality(f).squeeze(1) / self.temperature)
+        z = self.quality(f.detach() if self.detach_input else f).squeeze(1)
+        w = torch.sigmoid(z / self.temperature)
         if self.floor > 0:
             w = self.floor + (1.0 - 2.0 * self.floor) * w
         return f, logits, w
@@ -92,9 +95,11 @@ def quality_target_loss(w: torch.Tensor, logits: torch.Tensor, labels: torch.Ten
                         ) -> torch.Tensor:
     """How W learns when its weights are detached from eq. 5 and 7: binary cross-entropy
     towards the classifier's (detached) probability of the true identity, so a vector's weight
-    estimates how identifiable it is."""
+    estimates how identifiable it is. W then reads a detached feature (``SpaceHead``'s
+    ``detach_input``), so this loss trains W alone."""
     target = torch.softmax(logits.detach().float(), 1).gather(1, labels[:, None]).squeeze(1)
-    return nn.functional.binary_cross_entropy(w.float().clamp(1e-6, 1 - 1e-6), target)
+    with torch.autocast(w.device.type, enabled=False):  # BCE is not allowed under autocast
+        return nn.functional.binary_cross_entropy(w.float().clamp(1e-6, 1 - 1e-6), target)
 
 
 def swa_triplet_loss(spaces: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]],

@@ -1,9 +1,13 @@
 """The claims table: each claim the FTWA paper makes, tested on the run records.
 
-One row per (claim, profile, dataset) where the records hold both sides: the evidence (mean,
-sample std and n of each side), the difference with a 95 % Student-t interval (paired over the
-(seed, trial) pairs both sides ran, else Welch), a verdict and what data it rests on. Nothing is
-typed in: every number comes from the records the report reads.
+One row per (claim, profile, dataset, pair of configs) where the records hold both sides: the
+evidence (mean, sample std and n of each side), the difference with a 95 % Student-t interval,
+a verdict, what data it rests on, and the two config hashes (the provenance table lists the run
+ids of each). Nothing is typed in: every number comes from the records the report reads.
+
+The interval is paired over the (seed, trial) pairs when both sides ran the same ones, else
+Welch's; where every paired difference is the same (rank-1 moves in steps of 1/queries, so
+this happens at small n) the paired interval has width 0 and says nothing, and Welch's is used.
 
 Verdicts, for a claim "A > B" (a difference A - B in rank-1 points, or in the quantity named):
 ``holds`` when the whole interval is above 0, ``does not hold`` when it is below 0 (B is
@@ -120,12 +124,21 @@ def _fmt(v: pd.Series) -> str:
     return f"{v.mean():.1f}{sd} (n={len(v)})"
 
 
-def compare(frame: pd.DataFrame, claim: Claim) -> dict[str, Any] | None:
-    """One row of the claims table for the runs in ``frame`` (one profile, one dataset), or
-    None when either side has no runs there."""
-    a, b = _side(frame, claim.better), _side(frame, claim.worse)
-    if a.empty or b.empty:
-        return None
+def compare(frame: pd.DataFrame, claim: Claim) -> list[dict[str, Any]]:
+    """The rows of the claims table for the runs in ``frame`` (one profile, one dataset): one
+    per pair of configs (config hashes) of the two sides, normally one; none when a side has no
+    runs there. Runs of different configs are never pooled."""
+    a_all, b_all = _side(frame, claim.better), _side(frame, claim.worse)
+    rows = []
+    for ha, a in a_all.groupby("config_hash"):
+        for hb, b in b_all.groupby("config_hash"):
+            row = _compare_configs(a, b, claim)
+            if row is not None:
+                rows.append(row | {"configs": f"{ha} vs {hb}"})
+    return rows
+
+
+def _compare_configs(a: pd.DataFrame, b: pd.DataFrame, claim: Claim) -> dict[str, Any] | None:
     va, vb = _values(a, claim.quantity).dropna(), _values(b, claim.quantity).dropna()
     if va.empty or vb.empty:
         return None
@@ -177,6 +190,7 @@ def raft_row(frame: pd.DataFrame, cost: pd.DataFrame, profile: str) -> dict[str,
     if np.isnan(macs_share):
         crit += " (no profile record at this profile: parameters only)"
     return {"claim": "RAFT is lightweight", "kind": "paper", "evidence": evidence,
+            "configs": runs.iloc[0]["config_hash"],
             "difference [95% CI]": crit, "verdict": "holds" if ok else "does not hold",
             "data": "model size (no data)", "diff": share, "low": np.nan, "high": np.nan,
             "n": len(runs), "runs": sorted(runs["run_id"])}
@@ -189,9 +203,7 @@ def claims_table(frame: pd.DataFrame, cost: pd.DataFrame, profile: str) -> pd.Da
     for dataset in sorted(set(sub.dataset)):
         here = sub[sub.dataset == dataset]
         for claim in CLAIMS:
-            row = compare(here, claim)
-            if row is not None:
-                rows.append({"dataset": dataset} | row)
+            rows += [{"dataset": dataset} | row for row in compare(here, claim)]
     raft = raft_row(sub, cost, profile)
     if raft is not None:
         rows.append({"dataset": "(any)"} | raft)
@@ -202,4 +214,5 @@ def display(table: pd.DataFrame) -> pd.DataFrame:
     """The columns the report shows."""
     if table.empty:
         return table
-    return table[["claim", "dataset", "data", "evidence", "difference [95% CI]", "verdict"]]
+    return table[["claim", "dataset", "data", "evidence", "difference [95% CI]", "verdict",
+                  "configs"]]

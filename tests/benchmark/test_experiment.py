@@ -146,7 +146,8 @@ def test_every_method_gets_the_baselines_reid_steps(tmp_path):
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=0",
                                 "sr.pretrain_max_steps=2", "sr.pretrain_eval_every=1"])
     recs = {m: run_experiment(m, "synthetic", cfg, out_dir=tmp_path, progress=False)
-            for m in ("baseline", "sr-bicubic", "sr-two-stage", "ftwa")}
+            for m in ("baseline", "baseline-aug", "sr-bicubic", "sr-two-stage", "sr-joint",
+                      "ftwa-b", "ftwa")}
     images = {m: r["training"]["train_images"] for m, r in recs.items()}
     steps = {m: r["training"]["reid_optimizer_steps"] for m, r in recs.items()}
     assert len(set(images.values())) == 1 and len(set(steps.values())) == 1

@@ -503,3 +503,32 @@ def test_id_loss_scale_mean_halves_the_two_pair_sum():
     assert swa_identity_loss(hr, lr, scale="mean").item() == pytest.approx(total.item() / 2)
     assert swa_identity_loss(hr, None, scale="mean").item() == pytest.approx(
         swa_identity_loss(hr, None).item())
+
+
+def test_id_loss_scale_and_guards_reach_the_training_step():
+    """ftwa.id_loss_scale=mean halves FTWA-R's ID loss on the same batch and weights; a weight
+    floor of 0.45 keeps every weight of a step within [0.45, 0.55]."""
+    def step(name, extra):
+        torch.manual_seed(0)
+        m = build_method(name, load_config("smoke", ["model.weights=none", *extra]), 4)
+        return m.training_step(make_batch())
+
+    summed, mean = step("ftwa-r", []), step("ftwa-r", ["ftwa.id_loss_scale=mean"])
+    assert mean["id"].item() == pytest.approx(summed["id"].item() / 2, rel=1e-5)
+    assert mean["triplet"].item() == pytest.approx(summed["triplet"].item(), rel=1e-5)
+    floored = step("ftwa", ["ftwa.swa_weight_floor=0.45"])
+    for key in ("w_hr", "w_hr_syn", "w_lr", "w_lr_syn"):
+        assert 0.45 - 1e-6 <= floored[f"swa/{key}"].item() <= 0.55 + 1e-6
+    assert floored["swa/saturated"].item() == 0.0
+
+
+def test_detached_quality_loss_trains_w_only():
+    """In detached mode W's own loss leaves every other parameter's gradient as it is."""
+    def grads(weight):
+        m, _, _ = _w_grads(["ftwa.swa_weights=detached", f"ftwa.swa_quality_weight={weight}"])
+        return {n: p.grad.clone() for n, p in m.named_parameters()
+                if p.grad is not None and ".quality." not in n}
+
+    off, on = grads(0), grads(1)
+    assert off.keys() == on.keys()
+    assert all(torch.allclose(off[n], on[n], atol=1e-6) for n in off)

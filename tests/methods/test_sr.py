@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from benchmark.config import load_config
-from benchmark.experiment import run_experiment
 from datasets.bank import prepare_data
 from datasets.transforms import degrade
 from methods import METHODS, Batch, EvalContext, TrainContext, build_method
@@ -173,17 +172,40 @@ def test_psnr_is_taken_at_the_native_size_on_a_market_stand_in(tmp_path):
         assert scores["native_size"] == [128, 64]
         assert 10 < scores["psnr_bicubic"] < 60 and scores["psnr_sr"] == scores["psnr_bicubic"]
     assert q["sr"]["quality"]["2"]["psnr_bicubic"] > q["sr"]["quality"]["4"]["psnr_bicubic"]
+    # the held-out PSNR of SR pre-training is scored the same way
+    two = build_method("sr-two-stage", cfg, num_classes=int(prep.labels.max()) + 1)
+    two.before_training(TrainContext(prep, torch.device("cpu"), 0, progress=False))
+    pre = two.pretrain_report
+    assert all(10 < c["psnr_db"] < 60 for c in pre["curve"])
+    assert all(10 < v["psnr_bicubic"] < 60 for v in pre["held_out"].values())
 
 
-def test_sr_two_stage_records_quality_and_pretraining(tmp_path):
-    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=2"])
-    rec = run_experiment("sr-two-stage", "synthetic", cfg, out_dir=tmp_path, progress=False)
-    pre = rec["sr"]["pretrain"]
-    assert pre["steps"] <= cfg["sr"]["pretrain_max_steps"] and set(pre["held_out"]) == {
-        "2", "3", "4"}
-    q = rec["sr"]["quality"]
-    assert set(q) == {"2", "3", "4"}
-    for scores in q.values():
-        assert scores["gain_db"] == pytest.approx(scores["psnr_sr"] - scores["psnr_bicubic"])
-        assert 0 < scores["ssim_bicubic"] <= 1
-    assert (tmp_path / rec["sr"]["strip"].split("/")[-1]).exists()
+def test_sr_pretraining_keeps_the_weights_of_the_best_check(monkeypatch):
+    """Scripted held-out scores rise then fall: the weights kept are those of the best check,
+    not the last one's. Scores are drawn in call order: bicubic, step 0, then every check."""
+    import methods.sr as sr_mod
+    import methods.sr_eval as sr_eval
+
+    scores = iter([20.0, 21.0, 22.0, 21.5, 21.4, 21.3, 21.2])
+    snapshots, holder = [], {}
+
+    def fake_psnr(images, targets):
+        snapshots.append({k: v.clone() for k, v in holder["m"].sr.state_dict().items()})
+        return torch.full((len(targets),), next(scores))
+
+    monkeypatch.setattr(sr_eval, "psnr_at_native", fake_psnr)
+    cfg = load_config("smoke", ["model.weights=none", "sr.pretrain_lr=0.01",
+                                "sr.pretrain_eval_every=3", "sr.pretrain_patience=3",
+                                "sr.pretrain_max_steps=100", "data.rates=[2]"])
+    prep = prepare_data("synthetic", cfg, None, progress=False)
+    m = build_method("sr-two-stage", cfg, num_classes=int(prep.labels.max()) + 1)
+    holder["m"] = m
+    r = sr_mod.pretrain_sr(m, TrainContext(prep, torch.device("cpu"), 0, progress=False))
+    assert [c["step"] for c in r["curve"]] == [0, 3, 6, 9, 12]
+    assert r["best_step"] == 3 and r["stopped"] == "plateau" and r["steps"] == 12
+    kept = m.sr.state_dict()
+    best, last = snapshots[2], snapshots[5]  # [bicubic, step 0, 3, 6, 9, 12, final]
+    assert all(torch.equal(best[k], v) for k, v in kept.items())
+    assert not all(torch.equal(last[k], v) for k, v in kept.items())
+    assert (r["held_out"]["2"]["psnr_sr"], r["held_out"]["2"]["psnr_bicubic"]) == pytest.approx(
+        (21.2, 20.0))

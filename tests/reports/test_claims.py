@@ -105,7 +105,7 @@ def test_resolution_claim_compares_spreads(tmp_path, ftwa_record):
         write(folder, ftwa_record, "ftwa", seed, 30.0, by_rate={2: 40.0, 3: 38.0, 4: 35.0 - seed})
         write(folder, ftwa_record, "baseline", seed, 20.0, by_rate={2: 40.0, 3: 20.0, 4: 10.0})
     frame = runs_frame(load_store(folder))
-    row = compare(frame, Claim("x", "ftwa", "baseline", quantity="rate_spread"))
+    (row,) = compare(frame, Claim("x", "ftwa", "baseline", quantity="rate_spread"))
     assert row["diff"] == pytest.approx(30.0 - np.mean([5.0, 6.0, 7.0]))
     assert row["verdict"] == "holds"
 
@@ -136,3 +136,35 @@ def test_swa_table_and_report_sections(tmp_path, ftwa_record):
     assert section["swa"] is not None and "ftwa [swa_weights=detached]" in section["swa"]["md"]
     assert any(f.file == "swa__smoke.png" for f in section["figures"])
     assert "SWA helps" not in (section["claims"]["md"] if section["claims"] else "")
+
+
+def test_unpaired_seeds_use_welch_and_a_reversed_claim_does_not_hold(tmp_path, ftwa_record):
+    folder = tmp_path / "res"
+    for seed, r1 in enumerate([20.0, 21.0, 22.0]):
+        write(folder, ftwa_record, "ftwa", seed, r1)
+    for seed, r1 in zip([5, 6, 7], [40.0, 42.0, 41.0]):
+        write(folder, ftwa_record, "ftwa-r", seed, r1)
+    frame = runs_frame(load_store(folder))
+    (row,) = compare(frame, Claim("x", "ftwa", "ftwa-r"))
+    diff, low, high, test = interval(np.array([20.0, 21.0, 22.0]), np.array([40.0, 42.0, 41.0]),
+                                     paired=False)
+    assert test.startswith("Welch") and row["difference [95% CI]"].endswith(f"({test})")
+    assert (row["diff"], row["low"], row["high"]) == pytest.approx((diff, low, high))
+    assert row["verdict"] == "does not hold"
+
+
+def test_configs_of_one_side_are_never_pooled(tmp_path, ftwa_record):
+    """Two FTWA configs with the same own options (other common settings) give two rows."""
+    folder = tmp_path / "res"
+    for seed in range(2):
+        write(folder, ftwa_record, "ftwa", seed, 30.0 + seed)
+        write(folder, ftwa_record, "ftwa-r", seed, 20.0 + seed)
+    rec = json.loads(next(folder.glob("ftwa__*seed0*")).read_text())
+    rec.update(config_hash="other", run_id="ftwa__other__seed0")
+    rec["metrics"]["rank1"] = 90.0
+    (folder / "other.json").write_text(json.dumps(rec))
+    frame = runs_frame(load_store(folder))
+    rows = compare(frame, Claim("x", "ftwa", "ftwa-r"))
+    assert sorted(r["configs"].split(" vs ")[0] for r in rows) == ["hftwa", "other"]
+    by = {r["configs"].split(" vs ")[0]: r for r in rows}
+    assert by["hftwa"]["diff"] == pytest.approx(10.0) and by["other"]["n"] == 1
