@@ -125,7 +125,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         record = run_experiment(method, args.dataset, cfg, seed=args.seed,
                                 data_root=args.data_root, out_dir=args.out,
                                 device_name=args.device, force=args.force,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, keep_model=args.keep_model)
         print_summary(record)
         return 0
     return run_all_trials(args, method, cfg)
@@ -143,7 +143,8 @@ def run_all_trials(args: argparse.Namespace, method: str, cfg: dict) -> int:
         records.append(run_experiment(method, args.dataset, c, seed=args.seed,
                                       data_root=args.data_root, out_dir=args.out,
                                       device_name=args.device, force=args.force,
-                                      progress=not args.no_progress))
+                                      progress=not args.no_progress,
+                                      keep_model=args.keep_model))
         print_summary(records[-1])
     stats = summarize(records)
     print(f"{method} on {args.dataset}: mean ± std over {len(trials)} trials")
@@ -288,7 +289,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     written = ensure_data(spec, args.data_root)
     if written:
         print(f"wrote generated stand-ins under {args.data_root}: {', '.join(written)}")
-    records = run_suite(spec, args.out, args.data_root, args.device, not args.no_progress)
+    records = run_suite(spec, args.out, args.data_root, args.device, not args.no_progress,
+                        keep_model=args.keep_model)
     from reports.results import variant_text
 
     groups: dict[tuple[str, str], list[dict]] = {}
@@ -383,6 +385,12 @@ def _add_profile_set(p: argparse.ArgumentParser, what: str = "config profile") -
                    "eval.query_resolution=hr (repeatable; type-checked)")
 
 
+def _add_keep_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep-model", action="store_true",
+                   help="keep each run's trained weights as <out>/<run id>.model.pt (about "
+                   "50-100 MB at the cpu profile) to evaluate again without training")
+
+
 def _add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
 
@@ -432,6 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "print mean ± std; otherwise --set data.trial=K picks one (default 0)")
     p.add_argument("--force", action="store_true",
                    help="run again even if the results store has this run")
+    _add_keep_model(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_run)
 
@@ -471,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_root(p)
     p.add_argument("--out", default="results", help="results folder (default: results/)")
     _add_device(p)
+    _add_keep_model(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=cmd_suite)
 

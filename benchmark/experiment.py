@@ -35,7 +35,14 @@ from benchmark.preflight import (
     checkpoint_bytes,
 )
 from benchmark.seeding import set_seed
-from benchmark.store import SCHEMA, load_record, run_id, run_prefix, write_json_atomic
+from benchmark.store import (
+    SCHEMA,
+    load_record,
+    run_id,
+    run_prefix,
+    save_atomic,
+    write_json_atomic,
+)
 from benchmark.training import train
 from datasets import DATASETS, build_dataset, fingerprint
 from datasets.bank import prepare_split
@@ -152,9 +159,12 @@ def identify(method_name: str, dataset: str, cfg: dict[str, Any], seed: int,
 
 def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: int = 0,
                    data_root: str | None = None, out_dir: str | Path = "results",
-                   device_name: str = "auto", force: bool = False, progress: bool = True
-                   ) -> dict[str, Any]:
+                   device_name: str = "auto", force: bool = False, progress: bool = True,
+                   keep_model: bool = False) -> dict[str, Any]:
     """Train + evaluate; write ``<out>/<run id>.json`` and return the record.
+
+    ``keep_model``: also keep the trained weights as ``<out>/<run id>.model.pt`` (the state
+    dict with the run's identity), to evaluate again later without training.
 
     ``method_name`` is a registered name or ``module:Class``. An existing record with the same
     run id (same method, dataset, profile, seed, trial, config and data) is returned as is
@@ -179,12 +189,13 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
     check_out_dir(out_dir, 2 * size + RECORD_BYTES)
     with run_lock(out_dir, rid):
         return _run_locked(ident, cfg, seed, data_root, out_dir, path, device, progress,
-                           t_start, load_start, force)
+                           t_start, load_start, force, keep_model)
 
 
 def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root: str | None,
                 out_dir: Path, path: Path, device: Any, progress: bool, t_start: float,
-                load_start: dict[str, Any], force: bool) -> dict[str, Any]:
+                load_start: dict[str, Any], force: bool, keep_model: bool = False
+                ) -> dict[str, Any]:
     method_cls, rid = ident["method_cls"], ident["run_id"]
     ckpt = out_dir / ".checkpoints" / f"{rid}.pt"
     if force and ckpt.exists():  # under the lock: never another process's live checkpoint
@@ -286,6 +297,11 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
             kept = "no checkpoint could be kept"
         raise RecordWriteError(f"cannot write the record {path} ({exc.strerror or exc}); the "
                                f"record was {where}; {kept}", record) from None
+    if keep_model:
+        model_path = out_dir / f"{rid}.model.pt"
+        save_atomic({"model": method.state_dict(), "identity": identity, "config": cfg},
+                    model_path)
+        record["model_path"] = str(model_path)
     if ckpt.exists():
         ckpt.unlink()
     record["path"] = str(path)

@@ -175,8 +175,8 @@ def ensure_data(spec: dict[str, Any], data_root: str) -> list[str]:
 
 
 def run_suite(spec: dict[str, Any], out_dir: str | Path, data_root: str, device: str = "auto",
-              progress: bool = False, report: Callable[[str], None] = print
-              ) -> list[dict[str, Any]]:
+              progress: bool = False, report: Callable[[str], None] = print,
+              keep_model: bool = False) -> list[dict[str, Any]]:
     """Run every run of the suite not yet in ``out_dir``; returns all records."""
     from datasets import trial_configs
 
@@ -189,7 +189,8 @@ def run_suite(spec: dict[str, Any], out_dir: str | Path, data_root: str, device:
             jobs.append((r["method"], r["dataset"], r["seed"], trial, cfg, r["set"]))
     for k, (method, dataset, seed, trial, cfg, extra) in enumerate(jobs, 1):
         rec = run_experiment(method, dataset, cfg, seed=seed, data_root=data_root,
-                             out_dir=out_dir, device_name=device, progress=progress)
+                             out_dir=out_dir, device_name=device, progress=progress,
+                             keep_model=keep_model)
         state = "stored" if rec.get("skipped") else f"{rec['timings']['total_s']:.0f} s"
         name = f"{method} [{', '.join(extra)}]" if extra else method
         report(f"[{k}/{len(jobs)}] {name} on {dataset} seed {seed} trial {trial}: rank1 "

@@ -319,3 +319,16 @@ def test_ftwa_record_holds_swa_diagnostics(tmp_path):
     assert alt["weighted"]["rank1"] == rec["metrics"]["rank1"]
     stored = json.loads(Path(rec["path"]).read_text())
     assert stored["training"]["swa_collapsed"] == tr["swa_collapsed"]
+
+
+def test_keep_model_saves_the_trained_weights(tmp_path):
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=2"])
+    rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False,
+                         keep_model=True)
+    saved = torch.load(rec["model_path"], weights_only=False)
+    assert saved["identity"]["run_id"] == rec["run_id"] and saved["config"] == cfg
+    m = build_method("baseline", cfg, rec["training"]["train_ids"])
+    m.load_state_dict(saved["model"])  # the weights the record's metrics were measured with
+    assert not (tmp_path / ".checkpoints" / f"{rec['run_id']}.pt").exists()
+    plain = run_experiment("ftwa-b", "synthetic", cfg, out_dir=tmp_path, progress=False)
+    assert not list(tmp_path.glob("ftwa-b*.model.pt")) and "model_path" not in plain
