@@ -75,21 +75,27 @@ def rank1_by_rate(frame: pd.DataFrame, title: str) -> bytes:
 
 
 def swa_trajectories(series: dict[str, dict[str, np.ndarray]], title: str) -> bytes:
-    """Per FTWA variant: the HR space's share p_hr of eq. 7 and the mean weight of each kind of
-    vector per epoch (mean over runs); the band 0.1-0.9 is where p_hr does not count as
-    collapsed."""
+    """Per FTWA variant: the HR space's share p_hr of eq. 7 for each run (means hide a collapse
+    that goes one way in one run and the other way in the next), the share of saturated pairs
+    for each run, and the mean weight of each kind of vector (mean over runs), per epoch. The
+    band 0.1-0.9 is where p_hr does not count as collapsed."""
     n = len(series)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.2), squeeze=False, sharey=True)
-    names = {"p_hr": "p_hr (eq. 7)", "w_hr": "w_HR (v_HR)", "w_hr_syn": "w'_HR (T(F_LR))",
-             "w_lr": "w_LR (v_LR)", "w_lr_syn": "w'_LR (v'_LR)"}
+    fig, axes = plt.subplots(1, n, figsize=(4.4 * n, 3.3), squeeze=False, sharey=True)
+    names = {"w_hr": "w_HR (v_HR)", "w_hr_syn": "w'_HR (T(F_LR))", "w_lr": "w_LR (v_LR)",
+             "w_lr_syn": "w'_LR (v'_LR)"}
     for ax, (label, s) in zip(axes[0], sorted(series.items())):
-        ax.axhspan(0.1, 0.9, color="0.92", zorder=0)
+        ax.axhspan(0.1, 0.9, color="0.93", zorder=0)
+        for k, run in enumerate(s["p_hr/runs"]):
+            ax.plot(s["epoch"], run, color="black", lw=2.0, label="p_hr, each run" if k == 0
+                    else None)
+        for k, run in enumerate(s["saturated/runs"]):
+            ax.plot(s["epoch"], run, color="crimson", lw=1.4, ls="--",
+                    label="saturated pairs, each run" if k == 0 else None)
         for key, name in names.items():
-            ax.plot(s["epoch"], s[key], marker="o", ms=3, lw=2.2 if key == "p_hr" else 1.2,
-                    label=name)
+            ax.plot(s["epoch"], s[key], lw=1.0, alpha=0.8, label=f"{name}, mean")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("epoch")
-        ax.set_title(label, fontsize=8)
+        ax.set_title(f"{label} (n={len(s['p_hr/runs'])})", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean over the epoch's steps")
     axes[0][-1].legend(fontsize=6, loc="best")

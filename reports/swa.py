@@ -42,13 +42,16 @@ def swa_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def trajectories(frame: pd.DataFrame) -> dict[str, dict[str, np.ndarray]]:
-    """{variant label: {"epoch": (E,), key: (E,) mean over runs}} for p_hr and the weights."""
+    """{variant label: {"epoch": (E,), key: (E,) mean over runs, key/runs: (n, E) each run}}
+    for p_hr, the weights and the saturated share."""
     out = {}
     for label, g in swa_runs(frame).groupby("label"):
         length = min(len(h) for h in g["history"])
         series = {"epoch": np.arange(1, length + 1)}
         for key in ("p_hr", *KINDS, "saturated"):
-            series[key] = np.array([[h[e]["swa"].get(key, np.nan) for e in range(length)]
-                                    for h in g["history"]]).mean(axis=0)
+            runs = np.array([[h[e]["swa"].get(key, np.nan) for e in range(length)]
+                             for h in g["history"]])
+            series[key] = runs.mean(axis=0)
+            series[f"{key}/runs"] = runs
         out[label] = series
     return out
