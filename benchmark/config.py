@@ -41,6 +41,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
 COMMON_SECTIONS = ("model", "data", "train", "loss", "eval")
 #: common keys that are part of the run id rather than the config hash
 NOT_HASHED = ("data.trial",)
+#: evaluation keys that add measurements to a record (the resolution sweeps, the ranked lists)
+#: without changing what is trained or the run's main metrics: left out of the config hash, so
+#: the same run keeps its id with or without them and ``benchmark evaluate`` can add them to a
+#: stored run from its kept weights
+MEASUREMENT_ONLY = ("eval.sweep_rates", "eval.sweep_heights", "eval.ranks_top_k")
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "model.input_size": (16, None),
     "data.seed": (0, 2**32 - 1),
     "data.rates": (1, None),
+    "eval.sweep_rates": (1, 64),
+    "eval.sweep_heights": (4, 4096),
+    "eval.ranks_top_k": (0, 1000),
     "data.trial": (0, None),
     "data.lr_height_threshold": (0, None),
     "train.epochs": (1, None),
@@ -316,6 +324,13 @@ def validate(cfg: dict[str, Any]) -> None:
             "config 'train.batch_size' must be a multiple of 'train.num_instances' (P x K); got "
             f"{train['batch_size']} and {train['num_instances']}"
         )
+    for key in ("eval.sweep_rates", "eval.sweep_heights"):
+        value = get_dotted(cfg, key)
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in value):
+            raise UserError(f"config '{key}' must be a list of whole numbers, e.g. "
+                            f"{key}=[1,2,3,4,6,8]; got {value!r}")
+        if len(set(value)) != len(value):
+            raise UserError(f"config '{key}' lists a value twice; got {value!r}")
     milestones = train["milestones"]
     if list(milestones) != sorted(milestones):
         raise UserError(f"config 'train.milestones' must be in increasing order; got "
@@ -361,9 +376,12 @@ def config_hash(cfg: dict[str, Any]) -> str:
 def run_config(cfg: dict[str, Any], method_section: str | None, dataset_section: str | None,
                keep_dataset: bool = True) -> dict[str, Any]:
     """The part of ``cfg`` a run reads: the common sections with ``data``'s own keys (not
-    ``data.trial``), the dataset's ``data.<section>`` (unless ``keep_dataset`` is false) and the
-    method's section."""
+    ``data.trial``, nor the measurement-only keys ``MEASUREMENT_ONLY``), the dataset's
+    ``data.<section>`` (unless ``keep_dataset`` is false) and the method's section."""
     out = {k: copy.deepcopy(cfg[k]) for k in COMMON_SECTIONS if k != "data" and k in cfg}
+    for key in MEASUREMENT_ONLY:
+        section, name = key.split(".")
+        out.get(section, {}).pop(name, None)
     data = {k: copy.deepcopy(v) for k, v in cfg["data"].items()
             if not isinstance(v, dict) and f"data.{k}" not in NOT_HASHED}
     if keep_dataset and dataset_section:

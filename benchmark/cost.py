@@ -173,6 +173,7 @@ def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise UserError("--batch-size and --repeats must be >= 1 and --warmup >= 0")
     device = environment.resolve_device(device_name)
+    load_start = environment.machine_load(device)
     torch.manual_seed(0)
     method = build_method(name, cfg, num_classes).to(device)
     if channels_last:
@@ -225,6 +226,10 @@ def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
         "throughput": timings,
         "repeats": repeats,
         "warmup": warmup,
+        "machine_load": {"start": load_start, "end": environment.machine_load(device),
+                         "note": "1-minute load average and CPU count around the measurement: "
+                                 "a load above about 1 before it started means another job "
+                                 "shared the machine and the throughput is low"},
         "environment": environment.block(device),
     }
 

@@ -26,38 +26,56 @@ def embed(method: Method, prep: Prepared, idx: np.ndarray, device: torch.device,
           batch_size: int, progress: bool = True, desc: str = "embedding"
           ) -> dict[str, torch.Tensor]:
     """Embed the images ``idx`` through the method's path for each image's resolution flag."""
-    method.eval()
-    flags = prep.flags(idx)
     native = prep.native_size(idx) if method.uses_native_size else None
+    return embed_images(method, prep.images[idx], prep.flags(idx), native, device, batch_size,
+                        progress, desc)
+
+
+@torch.no_grad()
+def embed_images(method: Method, images: torch.Tensor, flags: torch.Tensor,
+                 native: torch.Tensor | None, device: torch.device, batch_size: int,
+                 progress: bool = True, desc: str = "embedding") -> dict[str, torch.Tensor]:
+    """Embed uint8 images (N, 3, H, W) at the input size; ``flags`` (N,) bool: the image takes
+    the LR path; ``native`` (N, 2): each image's size as captured (methods that use it)."""
+    method.eval()
     parts: dict[str, list[torch.Tensor]] = {}
-    for start in tqdm(range(0, len(idx), batch_size), desc=desc, unit="batch", leave=False,
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False,
                       disable=None if progress else True):
-        rows = idx[start : start + batch_size]
-        x = normalize(prep.images[rows].to(device))
+        x = normalize(images[start : start + batch_size].to(device))
         part = flags[start : start + batch_size].to(device)
-        out = (method.embed(x, part) if native is None else
+        out = (method.embed(x, part) if native is None or not method.uses_native_size else
                method.embed(x, part, native_size=native[start : start + batch_size]))
         for k, v in out.items():
             parts.setdefault(k, []).append(v.float().cpu())
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def _metric(prep: Prepared, dist: torch.Tensor, q: np.ndarray, g: np.ndarray,
-            cfg: dict[str, Any], seed: int) -> RankResult:
-    args = (dist, prep.column(q, "pid"), prep.column(g, "pid"), prep.column(q, "camid"),
-            prep.column(g, "camid"))
+def metric_of(dist: torch.Tensor, q_pids: np.ndarray, g_pids: np.ndarray, q_cams: np.ndarray,
+              g_cams: np.ndarray, single_shot: bool, cfg: dict[str, Any]) -> RankResult:
+    """The protocol's metric of a distance matrix (Market-style, or single-shot with the
+    repeatable gallery draw of ``data.seed``)."""
+    args = (dist, q_pids, g_pids, q_cams, g_cams)
     max_rank = int(cfg["eval"]["max_rank"])
-    if prep.data.info.get("metric") == "single-shot":
+    if single_shot:
         rng = np.random.default_rng([int(cfg["data"]["seed"]), 99])
         return single_shot_metrics(*args, repeats=int(cfg["eval"]["single_shot_repeats"]),
                                    generator=rng, max_rank=max_rank)
     return rank_metrics(*args, max_rank=max_rank)
 
 
+def _metric(prep: Prepared, dist: torch.Tensor, q: np.ndarray, g: np.ndarray,
+            cfg: dict[str, Any], seed: int) -> RankResult:
+    return metric_of(dist, prep.column(q, "pid"), prep.column(g, "pid"),
+                     prep.column(q, "camid"), prep.column(g, "camid"),
+                     prep.data.info.get("metric") == "single-shot", cfg)
+
+
 def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.device,
              seed: int, progress: bool = True) -> dict[str, Any]:
-    """Query vs gallery metrics (overall and per down-sampling rate), with timings; also
-    returns the embeddings (``embeddings``: query, gallery) for the method's extras."""
+    """Query vs gallery metrics (overall, per down-sampling rate, and the resolution sweep the
+    config asks for), with timings; also returns the embeddings (``embeddings``: query,
+    gallery) for the method's extras and the ranked lists (``ranks``, None when
+    ``eval.ranks_top_k`` is 0)."""
     ecfg = cfg["eval"]
     t0 = time.perf_counter()
     q = embed(method, prep, prep.query, device, ecfg["batch_size"], progress, "query")
@@ -93,6 +111,14 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
         ctrl = _metric(prep, method.distance(q_hr, g), prep.query_hr, prep.gallery, cfg, seed)
         control = ctrl.summary() | {"query_resolution": "hr",
                                     "cmc": (100.0 * ctrl.cmc).round(4).tolist()}
+    from benchmark.sweep import ranked_lists, resolution_sweep
+
+    t_sweep = time.perf_counter()
+    sweep = resolution_sweep(method, prep, cfg, device, g, progress)
+    t_sweep = time.perf_counter() - t_sweep
+    k = int(ecfg["ranks_top_k"])
+    ranks = (ranked_lists(prep, dist, k, "", method.distance_name or ecfg["distance"])
+             if k > 0 else None)
     t2 = time.perf_counter()
     summary = result.summary()
     return {
@@ -108,9 +134,10 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
             "normalized": ecfg["normalize"],
             "ties": "stable sort (gallery order)",
             "by_rate": by_rate,
-        },
+        } | sweep,
         "control": control,
-        "timings": {"embed_s": t1 - t0, "eval_total_s": t2 - t0,
+        "timings": {"embed_s": t1 - t0, "eval_total_s": t2 - t0, "sweep_s": t_sweep,
                     "num_query": len(prep.query), "num_gallery": len(prep.gallery)},
         "embeddings": (q, g),
+        "ranks": ranks,
     }

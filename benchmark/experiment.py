@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import tempfile
@@ -23,7 +24,7 @@ from typing import Any
 
 from benchmark import environment
 from benchmark import progress as progress_log
-from benchmark.atomic import stale_temps
+from benchmark.atomic import stale_temps, write_text
 from benchmark.config import config_hash, run_config
 from benchmark.errors import DivergenceError, UserError
 from benchmark.evaluation import evaluate
@@ -107,6 +108,65 @@ def run_lock(out_dir: Path, rid: str) -> Iterator[Path]:
         fh.close()
 
 
+def ranks_path(out_dir: Path, rid: str) -> Path:
+    return Path(out_dir) / f"{rid}.ranks.json"
+
+
+def write_ranks(out_dir: Path, rid: str, ranks: dict[str, Any]) -> Path:
+    """Write the run's ranked lists beside its record (atomically)."""
+    path = ranks_path(out_dir, rid)
+    write_text(path, json.dumps(ranks | {"run_id": rid}, separators=(",", ":")) + "\n")
+    return path
+
+
+def missing_measurements(record: dict[str, Any], cfg: dict[str, Any]) -> list[str]:
+    """The measurement-only results ``cfg`` asks for that ``record`` lacks."""
+    metrics, out = record.get("metrics", {}), []
+    for key, what in (("sweep_rates", "sweep"), ("sweep_heights", "sweep_heights")):
+        lacking = {str(v) for v in cfg["eval"].get(key, [])} - set(metrics.get(what, {}))
+        if lacking:
+            out.append(f"metrics.{what} at {', '.join(sorted(lacking, key=int))}")
+    return out
+
+
+def check_identities(ident: dict[str, Any], cfg: dict[str, Any], data_root: str | None) -> None:
+    """Before any image is decoded: the training split holds at least the P identities a P x K
+    batch samples; else one line saying which profile, batch size or stand-in size fits."""
+    import math
+
+    from benchmark.config import list_profiles, load_config
+
+    have = ident["data"].counts()["train_ids"]
+    k = int(cfg["train"]["num_instances"])
+    p = int(cfg["train"]["batch_size"]) // k
+    if have >= p:
+        return
+    fits = []
+    for name in list_profiles():
+        try:
+            other = load_config(name)
+        except UserError:
+            continue
+        if int(other["train"]["batch_size"]) // int(other["train"]["num_instances"]) <= have:
+            fits.append(name)
+    name = ident["spec"].name
+    ways = []
+    if fits:
+        ways.append(f"a profile that fits: {', '.join(fits)}")
+    if have >= 2:
+        ways.append(f"--set train.batch_size={have * k} (P={have} x K={k})")
+    gen = ident["data"].info.get("generator") or {}
+    if gen.get("ids") and ident["spec"].folder:
+        ids = math.ceil(int(gen["ids"]) * p / max(1, have) * 1.1)
+        ways.append(f"a bigger stand-in: python -m benchmark synth --like {ident['spec'].folder} "
+                    f"--root {data_root} --ids {ids} (this one was written with --ids "
+                    f"{gen['ids']})")
+    raise UserError(f"dataset '{name}' has {have} training identities (trial "
+                    f"{ident['trial']}), but profile '{cfg['profile']}' samples P={p} "
+                    f"identities per batch (train.batch_size {cfg['train']['batch_size']} / "
+                    f"train.num_instances {k}); use " + "; or ".join(ways))
+
+
 def trial_step(method_cls: type, cfg: dict[str, Any], num_classes: int) -> int:
     """Build the model and run one training step and one embedding of each path on a small
     random batch at the input size (CPU), so that what a config can only show when the model
@@ -145,7 +205,7 @@ def identify(method_name: str, dataset: str, cfg: dict[str, Any], seed: int,
     protocol, its fingerprint, the config hash, the run id (and its prefix without the data)."""
     method_cls = resolve_method(method_name)
     spec = DATASETS[dataset]
-    check_data_root(data_root, dataset, spec.needs_root)
+    check_data_root(data_root, dataset, spec.needs_root, spec.folder)
     data = build_dataset(dataset, cfg, data_root)
     fp = fingerprint(data)
     chash = config_hash(run_config(cfg, method_cls.config_section, spec.config_section))
@@ -182,7 +242,13 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
         record = load_record(path)
         record["skipped"] = True
         record["path"] = str(path)
+        missing = missing_measurements(record, cfg)
+        if missing:
+            log.warning("the stored record %s has no %s; `python -m benchmark evaluate %s` adds "
+                        "them from its kept weights (<run id>.model.pt, from --keep-model), "
+                        "or --force trains it anew", path, " or ".join(missing), path)
         return record
+    check_identities(ident, cfg, data_root)
     # before any image is decoded: the model builds and takes a step with this config, and
     # --out has room for its checkpoint (written as a temp copy beside the previous one)
     size = trial_step(method_cls, cfg, max(2, ident["data"].counts()["train_ids"]))
@@ -231,6 +297,7 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
             note = f"; its checkpoint was moved aside to {aside}, so a re-run starts anew"
         raise DivergenceError(f"{exc}{note}") from None
     query_emb, gallery_emb = evaluation.pop("embeddings")
+    ranks = evaluation.pop("ranks")
     extras = method.evaluation_extras(EvalContext(prep, device, query_emb, gallery_emb, out_dir,
                                                   rid, cfg))
     clash = set(extras) & set(RESERVED_KEYS)
@@ -297,6 +364,9 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
             kept = "no checkpoint could be kept"
         raise RecordWriteError(f"cannot write the record {path} ({exc.strerror or exc}); the "
                                f"record was {where}; {kept}", record) from None
+    if ranks is not None:
+        write_ranks(out_dir, rid, ranks)
+        record["ranks_path"] = str(ranks_path(out_dir, rid))
     if keep_model:
         model_path = out_dir / f"{rid}.model.pt"
         save_atomic({"model": method.state_dict(), "identity": identity, "config": cfg},
@@ -304,5 +374,110 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
         record["model_path"] = str(model_path)
     if ckpt.exists():
         ckpt.unlink()
+    record["path"] = str(path)
+    return record
+
+
+def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: str | None = None,
+                    device_name: str = "auto", progress: bool = True,
+                    cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate a stored run again from its kept weights (``<run id>.model.pt``, written by
+    ``--keep-model``) and add what ``overrides`` ask for: the measurement-only keys
+    (``benchmark.config.MEASUREMENT_ONLY``: resolution sweeps, ranked lists). The run's
+    identity (its config and its data's fingerprint) must be unchanged and its main metrics
+    must come out as stored; the record is rewritten atomically with the additions and a
+    ``reevaluated`` entry saying when and what. ``cache``: a dict kept across calls, so runs on
+    the same data at the same input size decode their images once."""
+    import copy
+    import dataclasses
+    import json as json_mod
+
+    import torch
+
+    from benchmark.config import MEASUREMENT_ONLY, parse_override, set_dotted, validate
+
+    path = Path(record_path)
+    record = load_record(path)
+    rid = record["run_id"]
+    cfg = copy.deepcopy(record["config"])
+    from benchmark.config import load_config
+
+    # keys a record older than them lacks get their defaults first
+    defaults = load_config(record["profile"])
+    for key in MEASUREMENT_ONLY:
+        section, name = key.split(".")
+        cfg[section].setdefault(name, copy.deepcopy(defaults[section][name]))
+    asked = []
+    for text in overrides:
+        key, value = parse_override(text)
+        if key not in MEASUREMENT_ONLY:
+            raise UserError(f"--set {text}: evaluate changes only the measurement-only keys "
+                            f"({', '.join(MEASUREMENT_ONLY)}); '{key}' changes the run itself: "
+                            "train it with `run` (or `suite`) instead")
+        set_dotted(cfg, key, value)
+        asked.append(key)
+    validate(cfg)
+    model_path = path.with_name(f"{rid}.model.pt")
+    if not model_path.is_file():
+        raise UserError(f"{path}: no kept weights {model_path.name} beside it; train the run with "
+                        "--keep-model (`run ... --keep-model --force`) to evaluate it again")
+    if data_root is None:
+        data_root = record["data"].get("data_root")
+    ident = identify(record["method"], record["dataset"], cfg, int(record["seed"]), data_root)
+    if ident["run_id"] != rid:
+        raise UserError(f"{path}: the run would now have id {ident['run_id']}, not {rid} (its "
+                        "data or code changed since it was trained); train it anew with `run`")
+    device = environment.resolve_device(device_name)
+    state = torch.load(model_path, map_location="cpu", weights_only=False)
+    if state.get("identity", {}).get("run_id") != rid:
+        raise UserError(f"{model_path}: the weights are of run "
+                        f"{state.get('identity', {}).get('run_id')}, not {rid}")
+    t0 = time.perf_counter()
+    with run_lock(path.parent, rid):
+        key = json_mod.dumps([record["dataset"], ident["fingerprint"]["hash"],
+                              cfg["model"]["input_size"], cfg["data"],
+                              cfg["eval"]["query_resolution"], cfg["eval"]["hr_control"]],
+                             sort_keys=True, default=str)
+        if cache is not None and key in cache:
+            prep = dataclasses.replace(cache[key])  # keep_training rebinds, never mutates
+        else:
+            prep = prepare_split(ident["data"], cfg, progress)
+            if cache is not None:
+                cache.clear()  # one data set at a time: a bank can be gigabytes
+                cache[key] = dataclasses.replace(prep)
+        prep.keep_training(ident["method_cls"].training_mask(prep.is_lr[prep.train]))
+        method = ident["method_cls"](cfg, len(set(prep.labels.tolist())))
+        method.load_state_dict(state["model"])
+        method.to(device)
+        progress_log.phase(f"{rid}: evaluating again from {model_path.name}")
+        evaluation = evaluate(method, prep, cfg, device, int(record["seed"]), progress)
+    evaluation.pop("embeddings")
+    ranks = evaluation.pop("ranks")
+    old, new = record["metrics"], evaluation["metrics"]
+    drift = {k: round(new[k] - old[k], 4) for k in ("rank1", "mAP") if abs(new[k] - old[k]) > 1e-6}
+    if drift and abs(drift.get("rank1", 0)) + abs(drift.get("mAP", 0)) > 0.5:
+        raise UserError(f"{path}: evaluating the kept weights gives rank-1 {new['rank1']:.2f} and "
+                        f"mAP {new['mAP']:.2f}, not the stored {old['rank1']:.2f} and "
+                        f"{old['mAP']:.2f}: the weights or the evaluation changed; the record "
+                        "is left as it was")
+    added = [k for k in ("sweep", "sweep_heights", "sweep_info") if k in new]
+    for k in ("sweep", "sweep_heights", "sweep_info"):
+        record["metrics"].pop(k, None)
+        if k in new:
+            record["metrics"][k] = new[k]
+    for key in MEASUREMENT_ONLY:
+        section, name = key.split(".")
+        record["config"][section][name] = cfg[section][name]
+    if ranks is not None:
+        write_ranks(path.parent, rid, ranks)
+        added.append("ranks.json")
+    record.setdefault("reevaluated", []).append({
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "from": model_path.name, "added": added, "set": overrides,
+        "main_metrics_drift": drift or None, "device": str(device),
+        "seconds": round(time.perf_counter() - t0, 1)})
+    for key in ("skipped", "path", "model_path", "ranks_path"):
+        record.pop(key, None)
+    write_json_atomic(path, record)
     record["path"] = str(path)
     return record

@@ -62,7 +62,8 @@ LINEAR_MAX_MATCHES = 32
 
 def rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50,
                  workers: int | None = None,
-                 linear_max_matches: int = LINEAR_MAX_MATCHES) -> RankResult:
+                 linear_max_matches: int = LINEAR_MAX_MATCHES,
+                 per_query: bool = False) -> RankResult:
     """CMC (length ``max_rank``), mAP and mINP of a (num_query, num_gallery) distance matrix.
 
     Args:
@@ -72,6 +73,9 @@ def rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
         workers: threads over blocks of queries (default: the CPU count, at most 8).
         linear_max_matches: queries with at most this many correct matches are ranked by one
             counting pass per match, others by one bucketing pass (same numbers either way).
+        per_query: also return, in ``extra``, each query's ``ap`` (0 for a query with no
+            correct match) and ``first`` (0-based rank of its first correct match among the
+            kept entries; -1: none).
 
     A compiled kernel (``benchmark.rank_kernel``) ranks each query's correct matches without
     sorting its gallery row; memory beyond the distance matrix is O(Q + G).
@@ -124,9 +128,10 @@ def rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
         raise ValueError("no query has a correct match in the gallery (after same-camera removal)")
     hist = np.bincount(np.minimum(first[valid], max_rank), minlength=max_rank + 1)
     cmc = np.cumsum(hist[:max_rank]) / num_valid
+    extra = {"ap": ap, "first": np.where(valid, first, -1)} if per_query else {}
     return RankResult(cmc=cmc, mAP=float(ap[valid].sum() / num_valid),
                       mINP=float(inp[valid].sum() / num_valid), num_valid=num_valid,
-                      num_skipped=num_q - num_valid)
+                      num_skipped=num_q - num_valid, extra=extra)
 
 
 def single_shot_metrics(distmat, q_pids, g_pids, q_camids, g_camids, repeats: int,

@@ -58,18 +58,31 @@ def check_parent_writable(path: str | os.PathLike, what: str) -> Path:
     return path
 
 
-def check_data_root(data_root: str | None, dataset: str, needs_root: bool) -> None:
+def check_data_root(data_root: str | None, dataset: str, needs_root: bool,
+                    folder: str | None = None) -> None:
+    """The data root exists and holds ``folder`` (the dataset's folder), else one line naming
+    the option, the environment variable and the generated route."""
     if not needs_root:
         return
+    like = folder or dataset
+    where = (" (from $MLRBENCH_DATA)" if os.environ.get("MLRBENCH_DATA") == data_root else
+             " (the default ./data; set --data-root or $MLRBENCH_DATA)" if data_root == "data"
+             else "")
+    routes = (f"point --data-root (or $MLRBENCH_DATA) at the folder holding {like}/, or try the "
+              f"suite without the real data: python -m benchmark synth --like {like} --root "
+              f"{data_root or 'data'} writes a generated stand-in there")
     if not data_root:
-        raise UserError(f"dataset '{dataset}' needs --data-root (or $MLRBENCH_DATA)")
+        raise UserError(f"dataset '{dataset}' reads files: give --data-root (or set "
+                        f"$MLRBENCH_DATA); {routes}")
     root = Path(data_root)
     if not root.exists():
-        raise UserError(f"--data-root {root} does not exist; expected the folder holding the "
-                        f"datasets (python -m benchmark synth --like ... --root {root} writes "
-                        "a generated stand-in)")
+        raise UserError(f"dataset '{dataset}': --data-root {root}{where} does not exist; "
+                        f"{routes}")
     if not root.is_dir():
         raise UserError(f"--data-root {root} is a file; expected a folder")
+    if folder and not (root / folder).is_dir():
+        raise UserError(f"dataset '{dataset}': no folder {root / folder} under --data-root "
+                        f"{root}{where}; {routes}")
 
 
 def checkpoint_bytes(model: torch.nn.Module) -> int:

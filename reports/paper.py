@@ -144,12 +144,18 @@ def table2(agg: pd.DataFrame, profile: str, paper: dict[str, Any], dataset: str
     return pd.DataFrame(rows)
 
 
-def check(agg: pd.DataFrame, paper: dict[str, Any], tol: float) -> list[str]:
-    """Reproduced numbers on REAL data that differ from the paper by more than ``tol`` points."""
+def check(agg: pd.DataFrame, paper: dict[str, Any], tol: float,
+          counts: dict[str, int] | None = None) -> list[str]:
+    """Reproduced numbers on REAL data that differ from the paper by more than ``tol`` points.
+    ``counts``, when given, receives how many numbers were compared (``compared``) and how many
+    cells were left out for being on generated data (``generated``)."""
     failures = []
+    counts = counts if counts is not None else {}
+    counts.update(compared=0, generated=0)
     names = paper_names()
     for _, cell in agg.iterrows():
         if cell["generated"]:
+            counts["generated"] += 1
             continue
         name = names.get(cell["method"])
         sources = [paper["table1"].get(name, {}) or {}]
@@ -160,6 +166,7 @@ def check(agg: pd.DataFrame, paper: dict[str, Any], tol: float) -> list[str]:
             if not pub:
                 continue
             for i, rank in enumerate(("rank1", "rank5")):
+                counts["compared"] += 1
                 diff = cell[f"{rank}_mean"] - pub[i]
                 if abs(diff) > tol:
                     failures.append(f"{cell['label']} on {cell['dataset']} ({cell['profile']}) "

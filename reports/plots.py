@@ -101,3 +101,32 @@ def swa_trajectories(series: dict[str, dict[str, np.ndarray]], title: str) -> by
     axes[0][-1].legend(fontsize=6, loc="best")
     fig.suptitle(title, fontsize=9)
     return _png(fig)
+
+
+def rank1_vs_query_rate(long: pd.DataFrame, title: str, reference: tuple[str, float] | None,
+                        unit: str = "rate") -> bytes:
+    """Rank-1 (mean ± std over runs) against the query's rate (or height) for each method;
+    the seen LR rates shaded, unseen points hollow, a reference line for the HR->HR control."""
+    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    seen_lr = sorted(set(long[long.seen & (long.rate > 1)].rate)) if unit == "rate" else []
+    if seen_lr:
+        ax.axvspan(min(seen_lr) - 0.4, max(seen_lr) + 0.4, color="0.9", zorder=0,
+                   label=f"rates seen in training ({min(seen_lr)}-{max(seen_lr)})")
+    for label, g in sorted(long.groupby("label"), key=lambda kv: kv[0]):
+        g = g.sort_values("rate")
+        line = ax.errorbar(g.rate, g.rank1, yerr=g.rank1_std, capsize=2, lw=1.2,
+                           label=f"{label} (n={int(g.n.max())})")
+        color = line[0].get_color()
+        unseen = g[~g.seen]
+        ax.scatter(unseen.rate, unseen.rank1, s=28, facecolors="white", edgecolors=color,
+                   zorder=3)
+    if reference is not None:
+        ax.axhline(reference[1], color="0.3", ls="--", lw=1, label=reference[0])
+    ax.set_xticks(sorted(set(long.rate)))
+    ax.set_xlabel("query down-sampling rate r (1 = HR)" if unit == "rate"
+                  else "query height (pixels)")
+    ax.set_ylabel("rank-1 (%)")
+    ax.grid(alpha=0.3)
+    ax.set_title(title + " (hollow: unseen in training)", fontsize=9)
+    ax.legend(fontsize=6, loc="best")
+    return _png(fig)

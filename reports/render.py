@@ -7,6 +7,7 @@ self-contained file with the same figures inlined as base64 (no network needed).
 from __future__ import annotations
 
 import base64
+import logging
 import os
 import re
 import shutil
@@ -22,8 +23,10 @@ import pandas as pd
 from benchmark.atomic import current_umask, write_bytes
 from benchmark.errors import UserError
 from reports import claims as claims_mod
+from reports import literature as lit_mod
 from reports import plots
 from reports import swa as swa_mod
+from reports import sweep as sweep_mod
 from reports.formatting import (
     MISSING,
     all_results,
@@ -34,6 +37,8 @@ from reports.formatting import (
 )
 from reports.paper import check, ladder, paper_tables, table1, table2, table2_dataset
 from reports.results import GROUP, aggregate, cost_frame, load_store, runs_frame, sr_frame
+
+log = logging.getLogger(__name__)
 
 #: what a report folder holds (besides its PNG figures)
 REPORT_FILES = ("report.md", "report.html")
@@ -123,6 +128,8 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
             figures.insert(0, Figure(f"SWA weights per epoch ({profile})", f"swa__{profile}.png",
                                      plots.swa_trajectories(series, "SWA: p_hr and mean weights "
                                                             f"per epoch, {profile}")))
+        sweeps = _sweeps(fr, profile)
+        rank_figures = _ranked_lists(fr, profile)
         swa_t = swa_mod.swa_table(fr)
         claims = claims_mod.claims_table(fr, cost, profile)
         claims_view = claims_mod.display(claims)
@@ -136,6 +143,8 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
             "sr": {"md": md_table(sr_sub), "html": html_table(sr_sub)} if not sr_sub.empty
             else None,
             "figures": figures,
+            "sweeps": sweeps,
+            "rank_figures": rank_figures,
             "swa": {"md": md_table(swa_t), "html": html_table(swa_t)} if not swa_t.empty
             else None,
             "claims": {"md": md_table(claims_view), "html": html_table(claims_view),
@@ -144,7 +153,11 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
                            "html": html_table(_provenance_table(sub))},
         })
     cost_view = cost.drop(columns=["path"]) if not cost.empty else cost
+    lit = lit_mod.literature_table()
     return {
+        "literature": {"md": md_table(lit), "html": html_table(lit),
+                       "places": lit_mod.ftwa_place(), "notes": lit_mod.source_notes(),
+                       "pending": lit_mod.pending_note()},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "results": str(results), "source": paper.get("source", ""),
         "num_runs": len(store.runs), "num_profiles": len(store.profiles),
@@ -153,6 +166,60 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
         if not cost.empty else None,
         "banner": GENERATED_BANNER, "footnote": FOOTNOTE, "aggregate": agg, "paper": paper,
     }
+
+
+def _sweeps(frame: pd.DataFrame, profile: str) -> list[dict[str, Any]]:
+    """Per dataset and kind (rate, height): the sweep table, sentences and figure."""
+    out = []
+    if frame.empty:
+        return out
+    for key, unit, kind in (("sweep", "r", "rate"), ("sweep_heights", "h", "height")):
+        long = sweep_mod.sweep_long(frame, key)
+        if long.empty:
+            continue
+        for dataset in sorted(set(long.dataset)):
+            table = sweep_mod.sweep_table(long, dataset, unit)
+            sub = long[long.dataset == dataset]
+            ref = sweep_mod.control_reference(frame, dataset)
+            genuine = bool(frame[frame.dataset == dataset]["genuine_lr"].any())
+            title = (f"Rank-1 vs query {kind}, {dataset} ({profile})"
+                     + (", queries genuinely LR: further down-sampled" if genuine else ""))
+            png = plots.rank1_vs_query_rate(sub, title, ref, kind)
+            out.append({"dataset": dataset, "kind": kind, "md": md_table(table),
+                        "html": html_table(table),
+                        "sentences": sweep_mod.sentences(long, dataset) if kind == "rate"
+                        else [], "generated": bool(sub.generated.any()),
+                        "figure": Figure(title, f"{key}__{profile}__{dataset}.png", png)})
+    return out
+
+
+#: ranked lists in the report: per table row, its lowest seed's run
+RANKS_K, RANKS_WORST, RANKS_RANDOM = 8, 3, 2
+
+
+def _ranked_lists(frame: pd.DataFrame, profile: str) -> list[Figure]:
+    """One ranked-list figure per (dataset, table row): the run with the lowest seed that has
+    ranked lists. A run whose data is not here is left out (the figure needs its images)."""
+    from benchmark.store import load_record
+    from reports.visrank import draw, load_ranks
+
+    figures = []
+    if frame.empty or "ranks" not in frame:
+        return figures
+    have = frame[frame["ranks"].notna()].sort_values(["dataset", "label", "seed", "trial"])
+    for (dataset, label), g in have.groupby(["dataset", "label"], sort=True):
+        first = g.iloc[0]
+        try:
+            record = load_record(first["path"])
+            png = draw(record, load_ranks(first["path"]), RANKS_K, RANKS_WORST, RANKS_RANDOM,
+                       dpi=55)
+        except UserError as exc:
+            log.warning("no ranked-list figure for %s on %s: %s", label, dataset, exc)
+            continue
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{label}")
+        figures.append(Figure(f"{label} on {dataset} (seed {first['seed']})",
+                              f"ranks__{profile}__{dataset}__{slug}.png", png))
+    return figures
 
 
 def _env() -> jinja2.Environment:
@@ -172,7 +239,8 @@ def render(results: str | Path, out: str | Path, formats: tuple[str, ...] = ("md
     files: dict[str, bytes] = {}
     if "md" in formats:
         for s in ctx["sections"]:
-            for f in s["figures"]:
+            for f in [*s["figures"], *[w["figure"] for w in s["sweeps"]],
+                      *s["rank_figures"]]:
                 files[f.file] = f.png
         files["report.md"] = env.get_template("report.md.j2").render(**ctx).encode()
     if "html" in formats:
@@ -241,6 +309,9 @@ def swap_in(out: Path, files: dict[str, bytes]) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def regression_check(results: str | Path, tol: float, skip_bad: bool = False) -> list[str]:
+def regression_check(results: str | Path, tol: float, skip_bad: bool = False,
+                     counts: dict[str, int] | None = None) -> list[str]:
+    """The reproduced numbers on real data that differ from the paper by more than ``tol``;
+    ``counts`` receives how many were compared (see ``reports.paper.check``)."""
     ctx = build(results, skip_bad)
-    return check(ctx["aggregate"], ctx["paper"], tol)
+    return check(ctx["aggregate"], ctx["paper"], tol, counts)

@@ -51,7 +51,8 @@ def load_store(folder: str | Path, skip_bad: bool = False) -> Store:
     mlr-bench record raises UserError naming it, or is skipped with a warning under ``skip_bad``.
     pytest-benchmark's JSON (``*pytest-benchmark*.json``) and the marker ``synth`` leaves in a
     generated dataset folder are not records and are ignored (``tox -e bench`` writes its
-    stand-in datasets under the results folder it reports on)."""
+    stand-in datasets under the results folder it reports on), and so are a run's ranked
+    lists (``<run id>.ranks.json``), read beside its record."""
     folder = Path(folder)
     if not folder.is_dir():
         raise UserError(f"results folder {folder} does not exist")
@@ -59,7 +60,7 @@ def load_store(folder: str | Path, skip_bad: bool = False) -> Store:
     seen: dict[str, str] = {}
     for path in sorted(folder.rglob("*.json")):
         if ("pytest-benchmark" in path.name or path.name == GENERATED_MARKER
-                or ".checkpoints" in path.parts):
+                or path.name.endswith(".ranks.json") or ".checkpoints" in path.parts):
             continue
         try:
             data = json.loads(path.read_text())
@@ -121,8 +122,17 @@ def runs_frame(store: Store) -> pd.DataFrame:
             "history": r["training"].get("history", []),
             "swa_collapsed": r["training"].get("swa_collapsed"),
             "strip": _strip(r["_path"]),
+            "sweep": m.get("sweep") or {}, "sweep_heights": m.get("sweep_heights") or {},
+            "sweep_info": m.get("sweep_info") or {}, "ranks": _ranks(r["_path"]),
+            "genuine_lr": bool(r["data"].get("protocol", {}).get("genuine_lr", False)),
         })
     return pd.DataFrame(rows)
+
+
+def _ranks(record_path: str) -> str | None:
+    """The run's ranked lists saved next to its record (``<run id>.ranks.json``), if any."""
+    path = Path(record_path).with_suffix(".ranks.json")
+    return str(path) if path.is_file() else None
 
 
 def _strip(record_path: str) -> str | None:

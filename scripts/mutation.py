@@ -92,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown group(s) {', '.join(sorted(unknown))}; valid: "
               f"{', '.join(GROUPS)}", file=sys.stderr)
         return 2
-    mutmut = shutil.which("mutmut") or "mutmut"
+    # the mutmut beside this interpreter first (tox -e mutation runs the torch env's python)
+    here = Path(sys.executable).parent / "mutmut"
+    mutmut = str(here) if here.is_file() else shutil.which("mutmut") or "mutmut"
     for group in args.groups or list(GROUPS):
         folder = prepare(group, Path(args.work))
         print(f"== {group}: mutmut run {' '.join(GROUPS[group][1])}", flush=True)

@@ -79,3 +79,50 @@ def test_add_your_dataset_as_written(tmp_path):
     assert rec["data"]["generated"] is True
     assert rec["data"]["counts"]["query_ids"] == 4
     assert rec["data"]["fingerprint"]["files"] == 24 * 8  # every file the split reads
+
+
+def _tables(text: str) -> list[tuple[str, list[str]]]:
+    """(header line, row lines) of every Markdown table in ``text``."""
+    out, lines = [], text.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            j = i + 2
+            while j < len(lines) and lines[j].startswith("|"):
+                j += 1
+            out.append((lines[i], lines[i + 2 : j]))
+            i = j
+        else:
+            i += 1
+    return out
+
+
+def test_readme_tables_copied_from_the_report_match_it():
+    """A README table whose header is one of the committed report's (docs/report/report.md,
+    rendered from docs/results) holds only rows the report has: numbers are copied, never
+    typed."""
+    readme = (ROOT / "README.md").read_text()
+    report = (ROOT / "docs" / "report" / "report.md").read_text()
+    report_rows = set(report.splitlines())
+    copied = [(h, rows) for h, rows in _tables(readme) if h in report_rows]
+    assert len(copied) >= 3
+    for header, rows in copied:
+        missing = [r for r in rows if r not in report_rows]
+        assert not missing, f"README rows under {header[:60]!r} not in the report: {missing}"
+
+
+def test_readme_cost_table_is_the_committed_profile_records():
+    from reports.results import cost_frame, load_store
+
+    readme = (ROOT / "README.md").read_text()
+    header = ("| method | params all / inference (M) | GMACs query / gallery | query img/s | "
+              "gallery img/s | train img/s |")
+    tables = [rows for h, rows in _tables(readme) if h == header]
+    assert tables, "README.md has no cost table"
+    frame = cost_frame(load_store(ROOT / "docs" / "results" / "profile"))
+    expected = {
+        f"| {r['method']} | {r['params all (M)']:.2f} / {r['params inference (M)']:.2f} | "
+        f"{r['GMACs query']:.3f} / {r['GMACs gallery']:.3f} | {r['query img/s']:.1f} | "
+        f"{r['gallery img/s']:.1f} | {r['train img/s']:.1f} |" for _, r in frame.iterrows()}
+    # every profile record is in a README table (one per profile), as its record says
+    assert {row for rows in tables for row in rows} == expected

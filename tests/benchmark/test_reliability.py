@@ -525,3 +525,40 @@ def test_suite_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):
     suite_mod.run_suite(spec, tmp_path, "", report=lines.append)
     assert seen == [("ftwa", "literal", 3), ("ftwa", "detached", 3)]
     assert "ftwa [ftwa.swa_weights=detached] on synthetic" in lines[1]
+
+
+def test_a_stand_in_too_small_for_the_profile_says_what_fits(tmp_path, capsys):
+    """Before any image is decoded: the identities a P x K batch needs, and the ways out."""
+    from benchmark.__main__ import main
+
+    assert main(["synth", "--like", "caviar", "--root", str(tmp_path), "--ids", "24"]) == 0
+    capsys.readouterr()
+    assert main(["run", "--method", "baseline", "--dataset", "caviar", "--profile", "cpu",
+                 "--data-root", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "has 8 training identities" in err and "P=16" in err
+    assert "a profile that fits: smoke" in err and "train.batch_size=32" in err
+    ids = int(err.split("--ids ")[1].split()[0])
+    assert main(["synth", "--like", "caviar", "--root", str(tmp_path / "big"), "--ids",
+                 str(ids)]) == 0
+    from benchmark.config import load_config
+    from datasets import build_dataset
+
+    data = build_dataset("caviar", load_config("cpu"), str(tmp_path / "big"))
+    assert data.counts()["train_ids"] >= 16  # the suggested size fits
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.json"))
+
+
+def test_missing_data_names_the_option_the_variable_and_the_stand_in(tmp_path, capsys,
+                                                                     monkeypatch):
+    from benchmark.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLRBENCH_DATA", raising=False)
+    assert main(["run", "--method", "ftwa", "--dataset", "caviar", "--profile", "smoke"]) == 2
+    err = capsys.readouterr().err
+    assert "--data-root" in err and "$MLRBENCH_DATA" in err
+    assert "synth --like caviar --root data" in err
+    (tmp_path / "data").mkdir()
+    assert main(["run", "--method", "ftwa", "--dataset", "caviar", "--profile", "smoke"]) == 2
+    assert "no folder data/caviar" in capsys.readouterr().err

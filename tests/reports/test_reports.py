@@ -153,7 +153,11 @@ def test_regression_check(tmp_path, template_record, capsys):
     assert main(["report", "--results", str(real), "--check", "50"]) == 0
     generated = tmp_path / "generated"
     write_records(generated, template_record, generated=True)
-    assert main(["report", "--results", str(generated), "--check", "0.1"]) == 0
+    capsys.readouterr()
+    # nothing on real data: nothing was checked, which is not a pass (exit 2, one line)
+    assert main(["report", "--results", str(generated), "--check", "0.1"]) == 2
+    assert "nothing to check" in capsys.readouterr().out
+    assert main(["report", "--results", str(generated), "--check", "0.1", "--allow-empty"]) == 0
 
 
 def test_report_cli(results, tmp_path, capsys):
@@ -273,3 +277,80 @@ def test_dataset_paper_names_match_the_papers_tables():
     assert dataset_names() == {k: v for k, v in paper["datasets"].items()}
     assert table1_datasets(paper) == list(paper["datasets"])
     assert table2_dataset() == "mlr-cuhk03"
+
+
+def _sweep(values: dict[int, float]) -> dict:
+    return {str(r): {"rank1": v, "mAP": v - 10.0, "num_queries": 40, "seen": r <= 4}
+            for r, v in values.items()}
+
+
+def test_report_shows_the_resolution_sweep(tmp_path, template_record):
+    """The sweep table is the mean ± std of the records' metrics.sweep per rate, unseen rates
+    are starred, the sentence states the computed drop, and the figure is written."""
+    folder = tmp_path / "results"
+    sweeps = {("baseline", 0): {1: 80.0, 4: 60.0, 8: 30.0},
+              ("baseline", 1): {1: 82.0, 4: 64.0, 8: 34.0},
+              ("ftwa", 0): {1: 81.0, 4: 70.0, 8: 55.0}}
+    folder.mkdir()
+    for (method, seed), values in sweeps.items():
+        rec = copy.deepcopy(template_record)
+        rec.pop("path", None)
+        rec.update(method=method, seed=seed, run_id=f"{method}__synthetic__smoke__seed{seed}__x")
+        rec["metrics"] = dict(rec["metrics"], sweep=_sweep(values))
+        (folder / f"{rec['run_id']}.json").write_text(json.dumps(rec))
+    ctx = render(folder, tmp_path / "out", ("md",))
+    sweep = [w for s in ctx["sections"] for w in s["sweeps"]]
+    assert len(sweep) == 1 and sweep[0]["kind"] == "rate"
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "| baseline | 2 | 81.0 ± 1.4 | 62.0 ± 2.8 | 32.0 ± 2.8 |" in md
+    assert "| method | n | r=1 | r=4 | r=8* |" in md
+    assert ("baseline: rank-1 62.0 at r=4 (the highest rate it trained on) and 32.0 at r=8 "
+            "(unseen), a drop of 30.0 points; 81.0 on the HR queries (r=1) (n=2).") in md
+    assert "a drop of 15.0 points" in md  # ftwa: 70 -> 55
+    assert (tmp_path / "out" / sweep[0]["figure"].file).is_file()
+
+
+def test_literature_table_cells_name_their_source():
+    from reports.literature import ftwa_place, literature, literature_table, source_notes
+
+    data = literature()
+    table = literature_table()
+    marks = {f"[{k}]" for k in range(1, len(data["sources"]) + 1)}
+    cells = [c for col in table.columns[1:] for c in table[col] if c != "—"]
+    assert cells and all(c.split()[-1] in marks for c in cells)
+    # the paper's own Table 1 rows are the project's copy of it, number for number
+    paper = paper_tables()["table1"]
+    for name, row in paper.items():
+        for dataset, pub in row.items():
+            cell = data["methods"][name]["results"].get(dataset)
+            assert (cell is None) == (pub is None), (name, dataset)
+            if pub:
+                assert [cell["rank1"], cell["rank5"]] == pub
+    toy = {"sources": {"a": {"cite": "A", "where": "t"}},
+           "methods": {"X": {"results": {"caviar": {"rank1": 50.0, "source": "a"}}},
+                       "FTWA": {"results": {"caviar": {"rank1": 43.3, "source": "a"}}},
+                       "Y": {"results": {"caviar": {"rank1": 40.0, "source": "a"}}}}}
+    assert ftwa_place(toy) == ["caviar: FTWA (43.3) is 2 of 3 by rank-1 (above it: X 50.0)"]
+    assert len(source_notes()) == len(data["sources"])
+
+
+def test_a_literature_cell_without_a_known_source_is_refused(monkeypatch):
+    from reports import literature as lit
+
+    bad = ("sources: {a: {cite: A, where: t}}\n"
+           "methods:\n  X: {results: {caviar: {rank1: 1, source: b}}}\n")
+
+    class Fake:
+        def joinpath(self, _):
+            return self
+
+        def read_text(self):
+            return bad
+
+    monkeypatch.setattr(lit.resources, "files", lambda _: Fake())
+    lit.literature.cache_clear()
+    try:
+        with pytest.raises(UserError, match="source 'b'"):
+            lit.literature()
+    finally:
+        lit.literature.cache_clear()
