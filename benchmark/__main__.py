@@ -114,6 +114,7 @@ def print_keys(profile: str) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from benchmark import distributed
     from benchmark.config import load_config
     from benchmark.experiment import run_experiment
     from datasets import DATASETS
@@ -122,14 +123,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     method = resolve_method(args.method).name  # registers a module:Class method first
     DATASETS.get(args.dataset)
     cfg = load_config(args.profile, args.set)
-    if not args.all_trials:
-        record = run_experiment(method, args.dataset, cfg, seed=args.seed,
-                                data_root=args.data_root, out_dir=args.out,
-                                device_name=args.device, force=args.force,
-                                progress=not args.no_progress, keep_model=args.keep_model)
-        print_summary(record)
-        return 0
-    return run_all_trials(args, method, cfg)
+    # under torchrun / srun: join the process group; only rank 0 prints and writes
+    dist, args.device = distributed.init(args.device)
+    if not dist.is_main:
+        logging.getLogger("mlr_bench.progress").setLevel(logging.WARNING)
+        args.no_progress = True
+    try:
+        if not args.all_trials:
+            record = run_experiment(method, args.dataset, cfg, seed=args.seed,
+                                    data_root=args.data_root, out_dir=args.out,
+                                    device_name=args.device, force=args.force,
+                                    progress=not args.no_progress, keep_model=args.keep_model)
+            if dist.is_main:
+                print_summary(record)
+            return 0
+        return run_all_trials(args, method, cfg)
+    finally:
+        distributed.finish()
 
 
 def run_all_trials(args: argparse.Namespace, method: str, cfg: dict) -> int:
@@ -146,7 +156,10 @@ def run_all_trials(args: argparse.Namespace, method: str, cfg: dict) -> int:
                                       device_name=args.device, force=args.force,
                                       progress=not args.no_progress,
                                       keep_model=args.keep_model))
-        print_summary(records[-1])
+        if not records[-1].get("worker"):
+            print_summary(records[-1])
+    if any(r.get("worker") for r in records):
+        return 0  # a distributed run's other processes: rank 0 reports
     stats = summarize(records)
     print(f"{method} on {args.dataset}: mean ± std over {len(trials)} trials")
     print("  " + "  ".join(f"{k:>13}" for k in METRIC_KEYS))

@@ -36,6 +36,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.distance": ("euclidean", "cosine"),
     "data.interpolation": ("bicubic", "bilinear", "nearest", "lanczos"),
     "train.optimizer": ("adam", "sgd"),
+    "distributed.triplet": ("global", "local"),
 }
 #: the sections of defaults.yaml, read by every run
 COMMON_SECTIONS = ("model", "data", "train", "loss", "eval")
@@ -374,10 +375,12 @@ def config_hash(cfg: dict[str, Any]) -> str:
 
 
 def run_config(cfg: dict[str, Any], method_section: str | None, dataset_section: str | None,
-               keep_dataset: bool = True) -> dict[str, Any]:
+               keep_dataset: bool = True, world_size: int = 1) -> dict[str, Any]:
     """The part of ``cfg`` a run reads: the common sections with ``data``'s own keys (not
     ``data.trial``, nor the measurement-only keys ``MEASUREMENT_ONLY``), the dataset's
-    ``data.<section>`` (unless ``keep_dataset`` is false) and the method's section."""
+    ``data.<section>`` (unless ``keep_dataset`` is false) and the method's section; for a
+    run on ``world_size`` > 1 processes also the ``distributed`` section and the world size
+    (a one-process run's hash never depends on them)."""
     out = {k: copy.deepcopy(cfg[k]) for k in COMMON_SECTIONS if k != "data" and k in cfg}
     for key in MEASUREMENT_ONLY:
         section, name = key.split(".")
@@ -389,4 +392,7 @@ def run_config(cfg: dict[str, Any], method_section: str | None, dataset_section:
     out["data"] = data
     if method_section:
         out[method_section] = copy.deepcopy(cfg[method_section])
+    if world_size > 1:  # a run on several processes is another run than the one-process run
+        out["distributed"] = copy.deepcopy(cfg.get("distributed", {})) | {
+            "world_size": int(world_size)}
     return out

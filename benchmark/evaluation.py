@@ -71,15 +71,20 @@ def _metric(prep: Prepared, dist: torch.Tensor, q: np.ndarray, g: np.ndarray,
 
 
 def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.device,
-             seed: int, progress: bool = True) -> dict[str, Any]:
+             seed: int, progress: bool = True,
+             embedded: dict[str, dict[str, torch.Tensor]] | None = None) -> dict[str, Any]:
     """Query vs gallery metrics (overall, per down-sampling rate, and the resolution sweep the
     config asks for), with timings; also returns the embeddings (``embeddings``: query,
     gallery) for the method's extras and the ranked lists (``ranks``, None when
-    ``eval.ranks_top_k`` is 0)."""
+    ``eval.ranks_top_k`` is 0). ``embedded``: the embeddings of "query", "gallery" (and
+    "query_hr") made already (a run on several processes gathers them on rank 0)."""
     ecfg = cfg["eval"]
     t0 = time.perf_counter()
-    q = embed(method, prep, prep.query, device, ecfg["batch_size"], progress, "query")
-    g = embed(method, prep, prep.gallery, device, ecfg["batch_size"], progress, "gallery")
+    embedded = embedded or {}
+    q = embedded.get("query") or embed(method, prep, prep.query, device, ecfg["batch_size"],
+                                       progress, "query")
+    g = embedded.get("gallery") or embed(method, prep, prep.gallery, device, ecfg["batch_size"],
+                                         progress, "gallery")
     for side, emb in (("query", q), ("gallery", g)):
         for name, values in emb.items():
             if not torch.isfinite(values).all():
@@ -106,8 +111,9 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
                                                           cfg, seed)).summary()
     control = None
     if prep.query_hr is not None:
-        q_hr = embed(method, prep, prep.query_hr, device, ecfg["batch_size"], progress,
-                     "query (HR control)")
+        q_hr = embedded.get("query_hr") or embed(method, prep, prep.query_hr, device,
+                                                 ecfg["batch_size"], progress,
+                                                 "query (HR control)")
         ctrl = _metric(prep, method.distance(q_hr, g), prep.query_hr, prep.gallery, cfg, seed)
         control = ctrl.summary() | {"query_resolution": "hr",
                                     "cmc": (100.0 * ctrl.cmc).round(4).tolist()}

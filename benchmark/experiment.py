@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from benchmark import distributed as dist_mod
 from benchmark import environment
 from benchmark import progress as progress_log
 from benchmark.atomic import stale_temps, write_text
@@ -176,6 +177,7 @@ def trial_step(method_cls: type, cfg: dict[str, Any], num_classes: int) -> int:
 
     from benchmark.cost import random_images, training_batch
 
+    dist_mod.set_triplet("local")  # each process on its own here: no collective in the step
     try:
         model = method_cls(cfg, num_classes)
         k = int(cfg["train"]["num_instances"])
@@ -196,6 +198,8 @@ def trial_step(method_cls: type, cfg: dict[str, Any], num_classes: int) -> int:
         raise UserError(f"method '{method_cls.name}' cannot run with this config: "
                         f"{type(exc).__name__}: {first} (a trial step on random images, before "
                         "any data was decoded)") from None
+    finally:
+        dist_mod.set_triplet("global")
     return checkpoint_bytes(model)
 
 
@@ -208,7 +212,8 @@ def identify(method_name: str, dataset: str, cfg: dict[str, Any], seed: int,
     check_data_root(data_root, dataset, spec.needs_root, spec.folder)
     data = build_dataset(dataset, cfg, data_root)
     fp = fingerprint(data)
-    chash = config_hash(run_config(cfg, method_cls.config_section, spec.config_section))
+    chash = config_hash(run_config(cfg, method_cls.config_section, spec.config_section,
+                                   world_size=dist_mod.current().world))
     trial = int(cfg["data"]["trial"])
     prefix = run_prefix(method_cls.name, dataset, cfg["profile"], seed, trial, chash)
     return {"method_cls": method_cls, "spec": spec, "data": data, "fingerprint": fp,
@@ -249,11 +254,15 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
                         "or --force trains it anew", path, " or ".join(missing), path)
         return record
     check_identities(ident, cfg, data_root)
+    dist_mod.check_batch(cfg)
     # before any image is decoded: the model builds and takes a step with this config, and
     # --out has room for its checkpoint (written as a temp copy beside the previous one)
     size = trial_step(method_cls, cfg, max(2, ident["data"].counts()["train_ids"]))
-    check_out_dir(out_dir, 2 * size + RECORD_BYTES)
-    with run_lock(out_dir, rid):
+    main = dist_mod.current().is_main
+    if main:
+        check_out_dir(out_dir, 2 * size + RECORD_BYTES)
+    # one process per run id holds the lock; the other processes of a distributed run share it
+    with run_lock(out_dir, rid) if main else contextlib.nullcontext():
         return _run_locked(ident, cfg, seed, data_root, out_dir, path, device, progress,
                            t_start, load_start, force, keep_model)
 
@@ -263,12 +272,15 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
                 load_start: dict[str, Any], force: bool, keep_model: bool = False
                 ) -> dict[str, Any]:
     method_cls, rid = ident["method_cls"], ident["run_id"]
+    dist = dist_mod.current()
     ckpt = out_dir / ".checkpoints" / f"{rid}.pt"
-    if force and ckpt.exists():  # under the lock: never another process's live checkpoint
-        ckpt.replace(ckpt.with_name(ckpt.name + ".old"))
-        log.warning("--force: starting anew; the checkpoint was moved to %s.old", ckpt)
-    for stale in stale_temps(ckpt.parent, ckpt.name) + stale_temps(out_dir, path.name):
-        stale.unlink(missing_ok=True)  # left by a killed process; we hold the run's lock
+    if dist.is_main:
+        if force and ckpt.exists():  # under the lock: never another process's live checkpoint
+            ckpt.replace(ckpt.with_name(ckpt.name + ".old"))
+            log.warning("--force: starting anew; the checkpoint was moved to %s.old", ckpt)
+        for stale in stale_temps(ckpt.parent, ckpt.name) + stale_temps(out_dir, path.name):
+            stale.unlink(missing_ok=True)  # left by a killed process; we hold the run's lock
+    dist_mod.barrier()
     other_data = sorted(p.name for p in [*out_dir.glob(f"{ident['prefix']}__data*.json"),
                                          *ckpt.parent.glob(f"{ident['prefix']}__data*.pt")]
                         if p not in (path, ckpt))
@@ -287,8 +299,22 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
     training = train(method, prep, cfg, device, seed, ckpt, progress, identity)
     progress_log.phase(f"evaluating {len(prep.query)} queries against {len(prep.gallery)} "
                        "gallery images")
+    embedded = None
+    if dist.active:  # each process embeds a shard; rank 0 gathers them and does the rest
+        from benchmark.evaluation import embed
+
+        embedded = {}
+        for name, idx in (("query", prep.query), ("gallery", prep.gallery),
+                          ("query_hr", prep.query_hr)):
+            if idx is not None:
+                part = embed(method, prep, idx[dist.rank :: dist.world], device,
+                             int(cfg["eval"]["batch_size"]), False, name)
+                embedded[name] = dist_mod.gather_rows(part, len(idx))
+        if not dist.is_main:
+            dist_mod.barrier()  # until rank 0 has written the record
+            return {"run_id": rid, "rank": dist.rank, "worker": True, "path": str(path)}
     try:
-        evaluation = evaluate(method, prep, cfg, device, seed, progress)
+        evaluation = evaluate(method, prep, cfg, device, seed, progress, embedded)
     except DivergenceError as exc:  # its last checkpoint holds the diverged weights: set aside
         note = ""
         if ckpt.exists():
@@ -340,7 +366,9 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
                          "note": "1-minute load average and CPU count around the run: a load "
                                  "above the CPU count means the timings were taken on a busy "
                                  "machine"},
-        "environment": environment.block(device),
+        "environment": environment.block(device) | {"distributed":
+                                                      dist_mod.record_block(
+                                                          cfg, method_cls=method_cls)},
     }
     try:
         write_json_atomic(path, record)
@@ -375,6 +403,7 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
     if ckpt.exists():
         ckpt.unlink()
     record["path"] = str(path)
+    dist_mod.barrier()  # the other processes wait for the record
     return record
 
 

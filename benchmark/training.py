@@ -18,9 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from benchmark import distributed as dist_mod
 from benchmark import progress as progress_log
 from benchmark.errors import DivergenceError, UserError
 from benchmark.optim import build_optimizer, build_scheduler
@@ -119,15 +121,32 @@ def epoch_entry(sums: dict[str, float], counts: dict[str, int], epoch: int) -> d
     return entry | {"epoch": epoch}
 
 
+class _Step(torch.nn.Module):
+    """The method's training step as a module's forward, for DistributedDataParallel."""
+
+    def __init__(self, method: Method):
+        super().__init__()
+        self.method = method
+
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        return self.method.training_step(batch)
+
+
 def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.device, seed: int,
           checkpoint: Path | None = None, progress: bool = True,
           identity: dict[str, Any] | None = None) -> dict[str, Any]:
     """Train ``method`` in place; resume from ``checkpoint`` when it exists and its identity
     (``identity``: run id, config hash, data fingerprint) matches."""
     tcfg = cfg["train"]
+    dist = dist_mod.current()
+    main = dist.is_main
     iters = iters_per_epoch(cfg, len(prep.train))
     sampler = PKSampler(prep.labels, prep.flags(prep.train).tolist(), tcfg["batch_size"],
                         tcfg["num_instances"], iters, seed, method.mix_resolutions)
+    if dist.active:
+        dist_mod.set_triplet(cfg["distributed"]["triplet"])
+        if cfg["distributed"]["sync_bn"]:
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     method.on_train_start(tcfg["epochs"] * iters)
     optimizer = build_optimizer(method.parameters(), tcfg)
     scheduler = build_scheduler(optimizer, tcfg, iters)
@@ -151,7 +170,12 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
         progress_log.phase(f"resumed from {checkpoint} after epoch {start_epoch}")
     last_saved = start_epoch if state is not None else None
     if state is None:  # a stage before the ReID steps (SR pre-training); not again on resume
-        method.before_training(TrainContext(prep, device, seed, progress))
+        method.before_training(TrainContext(prep, device, seed, progress and main))
+    # several processes: DDP averages the gradients (and starts every process from rank 0's
+    # weights); one process: the method's step as it is
+    step_fn = (torch.nn.parallel.DistributedDataParallel(_Step(method),
+                                                         find_unused_parameters=True)
+               if dist.active else method.training_step)
     labels = torch.from_numpy(prep.labels)
     flags = prep.flags(prep.train)
     native = prep.native_size(prep.train)
@@ -171,15 +195,18 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
         counts: dict[str, int] = {}
         t0 = time.perf_counter()
         bar = tqdm(sampler.epoch(epoch), total=iters, desc=f"epoch {epoch + 1}/{tcfg['epochs']}",
-                   unit="it", disable=None if progress else True, leave=False)
-        for step, batch_idx in enumerate(bar):
-            rows = prep.train[batch_idx]
-            x = augment(prep.images[rows], aug_gen, tcfg["flip"], tcfg["pad_crop"])
-            batch = Batch(normalize(x.to(device, non_blocking=True)),
+                   unit="it", disable=None if progress and main else True, leave=False)
+        for step, global_idx in enumerate(bar):
+            # every process augments the whole global batch alike, then takes its block
+            x = augment(prep.images[prep.train[global_idx]], aug_gen, tcfg["flip"],
+                        tcfg["pad_crop"])
+            mine = dist_mod.shard(np.arange(len(global_idx)), int(tcfg["num_instances"]))
+            batch_idx = global_idx[mine]
+            batch = Batch(normalize(x[mine].to(device, non_blocking=True)),
                           labels[batch_idx].to(device), flags[batch_idx].to(device), aug_gen,
                           None if native is None else native[batch_idx])
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                losses = method.training_step(batch)
+                losses = step_fn(batch)
             loss_value = float(losses["loss"].detach())
             if not math.isfinite(loss_value):
                 kept = (f"the checkpoint of epoch {last_saved} is kept at {checkpoint}"
@@ -195,7 +222,7 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + float(v.detach())
                 counts[k] = counts.get(k, 0) + 1
-            images_seen += len(batch_idx)
+            images_seen += len(global_idx)
             bar.set_postfix(loss=f"{loss_value:.3f}")
             if not estimated and step == min(2, iters - 1):  # after a few steps: how long?
                 estimated = True
@@ -214,20 +241,29 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
                 f"training diverged: weights became NaN or infinite in epoch {epoch + 1} (e.g. "
                 f"{bad}; mean loss {sums.get('loss', 0.0) / iters:.3g}); {kept}; lower "
                 f"train.base_lr (now {tcfg['base_lr']:g})")
-        history.append(epoch_entry(sums, counts, epoch + 1))
+        entry = epoch_entry(sums, counts, epoch + 1)
+        if dist.active:  # the history holds the means over the processes
+            flat = {k: v for k, v in entry.items() if isinstance(v, float)}
+            entry.update(dist_mod.all_mean(flat))
+            for inner in list(entry.values()):
+                if isinstance(inner, dict):
+                    inner.update(dist_mod.all_mean(inner))
+        history.append(entry)
         done = epoch + 1 - start_epoch
         eta = train_seconds / done * (tcfg["epochs"] - epoch - 1)
         speed = iters * tcfg["batch_size"] / epoch_s
         progress_log.phase(f"epoch {epoch + 1}/{tcfg['epochs']}: loss "
-                           f"{sums.get('loss', 0.0) / iters:.4f}, {speed:.1f} img/s, "
+                           f"{entry.get('loss', 0.0):.4f}, {speed:.1f} img/s, "
                            f"{progress_log.human(epoch_s)}, ETA {progress_log.human(eta)}")
         last = epoch + 1 == tcfg["epochs"]
         if checkpoint is not None and (last or (epoch + 1) % tcfg["checkpoint_every"] == 0):
-            last_saved = _save_checkpoint(
-                {"epoch": epoch, "model": method.state_dict(),
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "history": history, "train_seconds": seconds_before + train_seconds,
-                 "identity": identity}, checkpoint, epoch + 1, last_saved)
+            if main:  # one writer; the others wait for the file before going on
+                last_saved = _save_checkpoint(
+                    {"epoch": epoch, "model": method.state_dict(),
+                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "history": history, "train_seconds": seconds_before + train_seconds,
+                     "identity": identity}, checkpoint, epoch + 1, last_saved)
+            last_saved = dist_mod.broadcast_object(last_saved)
     total_images = (tcfg["epochs"] - start_epoch) * iters * tcfg["batch_size"]
     return {
         "epochs": tcfg["epochs"],

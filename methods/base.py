@@ -106,6 +106,9 @@ class Method(nn.Module, metaclass=ABCMeta):
     options: ClassVar[dict[str, Option]] = {}
     #: the P x K sampler should give each identity both LR and HR images when it has both
     mix_resolutions: ClassVar[bool] = False
+    #: in a run on several processes, how its triplet loss mines (README, "One run on several
+    #: GPUs"): "gathered" when it calls ``batch_hard_triplet(..., gather=True)`` once per step
+    triplet_under_ddp: ClassVar[str] = "per process"
     #: the name of the test distance, recorded with the metrics (None: eval.distance)
     distance_name: str | None = None
     #: ``embed(images, is_lr, native_size=...)`` is called with each image's size as captured

@@ -23,6 +23,8 @@ class Baseline(Method):
     description = "single-stream ResNet (last stride 1) + BN-neck, ID + triplet loss (Table 2)"
     paper_name = "Baseline"
 
+    triplet_under_ddp = "gathered"
+
     def __init__(self, cfg: dict[str, Any], num_classes: int):
         super().__init__(cfg, num_classes)
         m = cfg["model"]
@@ -42,7 +44,7 @@ class Baseline(Method):
         v = self.features(batch.images)
         _, logits = self.neck(v)
         l_id = identity_loss(logits, batch.labels, loss_cfg["label_smoothing"])
-        l_tri = batch_hard_triplet(v, batch.labels, loss_cfg["triplet_margin"])
+        l_tri = batch_hard_triplet(v, batch.labels, loss_cfg["triplet_margin"], gather=True)
         total = loss_cfg["lambda_cls"] * l_id + loss_cfg["lambda_tri"] * l_tri
         return {"loss": total, "id": l_id.detach(), "triplet": l_tri.detach()}
 

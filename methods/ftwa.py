@@ -123,6 +123,8 @@ class FTWAB(_TwoStream):
     paper_name = "FTWA-B"
     uses_native_size = False  # no down-sampled gallery copy at test time
 
+    triplet_under_ddp = "gathered"
+
     def __init__(self, cfg: dict[str, Any], num_classes: int):
         super().__init__(cfg, num_classes)
         self.head = BNNeck(self.dim, num_classes)
@@ -134,7 +136,7 @@ class FTWAB(_TwoStream):
         y = torch.cat([m["y_hr"], m["y_hr"], m["y_lr"]])
         _, logits = self.head(v)
         l_id = identity_loss(logits, y, lc["label_smoothing"])
-        l_tri = batch_hard_triplet(v, y, lc["triplet_margin"])
+        l_tri = batch_hard_triplet(v, y, lc["triplet_margin"], gather=True)
         total = lc["lambda_cls"] * l_id + lc["lambda_tri"] * l_tri
         return {"loss": total, "id": l_id.detach(), "triplet": l_tri.detach()}
 
@@ -157,6 +159,8 @@ class _FourVectors(_TwoStream):
 
     weighted: ClassVar[bool] = False
     default_distance: ClassVar[str] = "mean"
+    # its per-space (SWA) triplet terms depend on which kinds of image a process holds
+    triplet_under_ddp = "per process"
 
     def __init__(self, cfg: dict[str, Any], num_classes: int):
         super().__init__(cfg, num_classes)

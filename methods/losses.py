@@ -12,17 +12,25 @@ def euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return sq.clamp_min(1e-12).sqrt()
 
 
-def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: float = 0.3
-                       ) -> torch.Tensor:
+def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: float = 0.3,
+                       gather: bool = False) -> torch.Tensor:
     """Batch-hard triplet loss (Hermans et al.), Euclidean distance.
 
     For each anchor: hardest positive d_ap = max over same label (other images), hardest
     negative d_an = min over other labels; loss = mean(max(0, d_ap - d_an + margin)).
     Anchors with no positive or no negative in the batch are left out; 0 if none is left.
+
+    ``gather``: in a run on several processes (``benchmark.distributed``), mine over the whole
+    batch, every process's features gathered (with their gradients), as one process would.
+    Every process must then call it at the same point of its step.
     """
     if features.shape[0] != labels.shape[0]:
         raise ValueError(f"features {tuple(features.shape)} and labels {tuple(labels.shape)} "
                          "disagree on the batch size")
+    if gather:
+        from benchmark.distributed import gather_features
+
+        features, labels = gather_features(features, labels)
     dist = euclidean(features, features)
     same = labels.view(-1, 1) == labels.view(1, -1)
     eye = torch.eye(len(labels), dtype=torch.bool, device=labels.device)

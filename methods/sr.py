@@ -68,6 +68,7 @@ class _SRThenReID(Method):
     """An optional SR network in front of the Baseline's ReID network."""
 
     uses_sr: ClassVar[bool] = True
+    triplet_under_ddp = "gathered"  # the Baseline's step
     #: runs the SR pre-training before the ReID steps
     pretrains: ClassVar[bool] = False
     config_section = "sr"
