@@ -22,6 +22,7 @@ EPILOG = ("Docs: README.md. Every command writes its results as JSON; nothing is
           "$MLRBENCH_RESCUE or the temp folder), 130 interrupted.")
 #: exit status when a file cannot be written
 WRITE_FAILED = 3
+LAUNCHER_CHOICES = ("inline", "local", "slurm")
 
 
 def check_datasets_package() -> None:
@@ -330,25 +331,67 @@ def print_profile(rec: dict, path) -> None:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from benchmark.aggregate import summarize
+    from benchmark.launch import cells_of, launch_local, launch_slurm, state
     from benchmark.preflight import check_out_dir
+    from benchmark.store import load_record
     from benchmark.suite import ensure_data, load_suite, preflight_suite, run_suite
 
     spec = load_suite(args.file)
+    if args.status:
+        return suite_status(spec, args)
+    if args.launcher == "slurm":
+        from benchmark.launch import submitit_module
+
+        submitit_module()  # one line naming the extra, before any work
+    for name in ("workers", "array_parallelism", "gpus_per_job", "timeout_min"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "gpus_per_job" else 1):
+            raise UserError(f"--{name.replace('_', '-')} must be >= "
+                            f"{0 if name == 'gpus_per_job' else 1}; got {value}")
     preflight_suite(spec, args.data_root)
     check_out_dir(args.out)
     written = ensure_data(spec, args.data_root)
     if written:
         print(f"wrote generated stand-ins under {args.data_root}: {', '.join(written)}")
-    records = run_suite(spec, args.out, args.data_root, args.device, not args.no_progress,
-                        keep_model=args.keep_model)
+    if args.launcher == "inline":
+        records = run_suite(spec, args.out, args.data_root, args.device, not args.no_progress,
+                            keep_model=args.keep_model)
+    else:
+        cells = cells_of(spec, args.out, args.data_root, args.device, args.keep_model)
+        states = {c.run_id: state(c) for c in cells}
+        todo = [c for c in cells if states[c.run_id] in ("missing", "failed")]
+        busy = [c for c in cells if states[c.run_id] == "running"]
+        print(f"{len(cells)} cells: {len(cells) - len(todo) - len(busy)} already stored, "
+              f"{len(busy)} running elsewhere (left alone), {len(todo)} to run "
+              f"({args.launcher} launcher)")
+        if args.launcher == "slurm":
+            if todo:
+                launch_slurm(todo, Path(args.out) / ".submitit", args.partition,
+                             args.gpus_per_job if args.gpus_per_job is not None else 1,
+                             args.timeout_min or 24 * 60, args.array_parallelism or 32,
+                             cluster=args.submitit_cluster, wait=args.wait)
+            if not args.wait:
+                return 0
+        elif todo:
+            launch_local(todo, args.workers, args.device)
+        records = [load_record(c.record) for c in cells if c.record.is_file()]
     from reports.results import variant_text
+
+    print_suite_summary(records, variant_text)
+    print(f"records: {args.out}")
+    return 0
+
+
+def print_suite_summary(records: list[dict], variant_text) -> None:
+    from benchmark.aggregate import summarize
 
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in records:  # one row per method config (never an average over configs)
         text = variant_text(r)
         name = f"{r['method']} [{text}]" if text else r["method"]
         groups.setdefault((name, f"{r['dataset']} {r['config_hash']}"), []).append(r)
+    if not groups:
+        return
     width = max([14] + [len(m) + 2 for m, _ in groups])
     print(f"{'method':<{width}}{'dataset, config':<28}{'n':>3}  {'rank1':>13}  {'mAP':>13}")
     for (method, dataset), recs in sorted(groups.items()):
@@ -356,7 +399,21 @@ def cmd_suite(args: argparse.Namespace) -> int:
         print(f"{method:<{width}}{dataset:<28}{len(recs):>3}  "
               f"{s['rank1']['mean']:6.2f} ± {s['rank1']['std']:4.2f}  "
               f"{s['mAP']['mean']:6.2f} ± {s['mAP']['std']:4.2f}")
-    print(f"records: {args.out}")
+
+
+def suite_status(spec: dict, args: argparse.Namespace) -> int:
+    """done / running / failed / missing per cell of a suite, from the results folder."""
+    from benchmark.launch import cells_of, failure_of, status_table
+
+    cells = cells_of(spec, args.out, args.data_root)
+    rows, counts = status_table(cells)
+    width = max(len(c.label) for c in cells) + 2
+    for cell, st in rows:
+        why = f"  {failure_of(cell)[:120]}" if st == "failed" else ""
+        print(f"{st:<8} {cell.label:<{width}}{cell.dataset:<16} seed {cell.seed} trial "
+              f"{cell.trial}  {cell.run_id}{why}")
+    print(", ".join(f"{n} {s}" for s, n in counts.items()) + f" of {len(cells)} cells in "
+          f"{args.out}")
     return 0
 
 
@@ -546,6 +603,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_device(p)
     _add_keep_model(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument("--status", action="store_true",
+                   help="show each cell's state (done / running / failed / missing) and exit")
+    p.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="inline",
+                   help="inline: one cell after another here (default); local: cells in "
+                   "parallel processes on this machine (one per GPU, or --workers CPU "
+                   "processes); slurm: a Slurm job array through submitit (pip install "
+                   "'mlr-bench[cluster]')")
+    p.add_argument("--workers", type=int, default=None,
+                   help="local: parallel processes (default: one per GPU, else 2)")
+    p.add_argument("--partition", default=None, help="slurm: the partition")
+    p.add_argument("--gpus-per-job", type=int, default=None, help="slurm: GPUs per cell "
+                   "(default: 1)")
+    p.add_argument("--timeout-min", type=int, default=None,
+                   help="slurm: minutes per job (default: 1440); a job cut off is requeued "
+                   "and resumes from its checkpoint")
+    p.add_argument("--array-parallelism", type=int, default=None,
+                   help="slurm: jobs of the array running at once (default: 32)")
+    p.add_argument("--submitit-cluster", choices=("slurm", "local", "debug"), default="slurm",
+                   help="slurm: submitit's executor; local or debug stand in for Slurm on a "
+                   "machine without it (tests, a dry run)")
+    p.add_argument("--wait", action="store_true",
+                   help="slurm: wait for the jobs and print the summary")
     p.set_defaults(func=cmd_suite)
 
     p = sub.add_parser(

@@ -1,0 +1,265 @@
+"""Where a suite's cells run: ``--launcher inline`` (one after another in this process, the
+default), ``local`` (in parallel processes on this machine: one per GPU with its
+``CUDA_VISIBLE_DEVICES``, or N CPU processes) or ``slurm`` (a Slurm job array through
+submitit, one cell per job). Every launcher runs a cell through the same function,
+:func:`run_cell`, which writes the cell's record into the results folder; a cell whose record is
+already there is not started again, and one that raised leaves ``.checkpoints/<run id>.failed``
+(what went wrong), which ``suite --status`` reports.
+
+Preempted or timed-out Slurm jobs are requeued by submitit's checkpointing hook and resume from
+the run's own checkpoint (``.checkpoints/<run id>.pt``), as any interrupted run does.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import UserError
+
+log = logging.getLogger(__name__)
+
+LAUNCHERS = ("inline", "local", "slurm")
+SUBMITIT_EXTRA = ("submitit is not installed: pip install 'mlr-bench[cluster]' (or pip install "
+                  "submitit) to use --launcher slurm")
+
+
+@dataclass
+class Cell:
+    """One run of a suite: everything a process needs to run it and nothing it shares."""
+
+    method: str
+    dataset: str
+    seed: int
+    trial: int
+    cfg: dict[str, Any]
+    label: str
+    run_id: str
+    data_root: str | None
+    out_dir: str
+    device: str = "auto"
+    keep_model: bool = False
+
+    @property
+    def record(self) -> Path:
+        return Path(self.out_dir) / f"{self.run_id}.json"
+
+    @property
+    def failed_marker(self) -> Path:
+        return Path(self.out_dir) / ".checkpoints" / f"{self.run_id}.failed"
+
+    @property
+    def lock(self) -> Path:
+        return Path(self.out_dir) / ".checkpoints" / f"{self.run_id}.lock"
+
+
+def cells_of(spec: dict[str, Any], out_dir: str | Path, data_root: str | None,
+             device: str = "auto", keep_model: bool = False) -> list[Cell]:
+    """The suite's cells in order, each with its run id (no image decoded)."""
+    from benchmark.config import load_config
+    from benchmark.experiment import identify
+    from benchmark.suite import expand
+    from datasets import trial_configs
+
+    out = []
+    for r in expand(spec):
+        base = load_config(spec.get("profile", "cpu"), list(spec.get("set") or []) + r["set"])
+        for trial, cfg in trial_configs(r["dataset"], base, r["trials"]):
+            ident = identify(r["method"], r["dataset"], cfg, r["seed"], data_root)
+            label = f"{r['method']} [{', '.join(r['set'])}]" if r["set"] else r["method"]
+            out.append(Cell(r["method"], r["dataset"], r["seed"], trial, cfg, label,
+                            ident["run_id"], data_root, str(out_dir), device, keep_model))
+    return out
+
+
+def _locked(path: Path) -> bool:
+    """A live process holds this run's lock (benchmark.experiment.run_lock)."""
+    if not path.is_file():
+        return False
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(fh, fcntl.LOCK_UN)
+    return False
+
+
+def state(cell: Cell) -> str:
+    """done (its record exists), running (a live process holds its lock), failed (its last
+    attempt raised), or missing."""
+    if cell.record.is_file():
+        return "done"
+    if _locked(cell.lock):
+        return "running"
+    if cell.failed_marker.is_file():
+        return "failed"
+    return "missing"
+
+
+def run_cell(cell: Cell | dict[str, Any]) -> dict[str, Any]:
+    """Run one cell (in whatever process a launcher gives it) and say how it went; a failure
+    is written to the cell's ``.failed`` marker, then raised."""
+    from benchmark.atomic import write_text
+    from benchmark.experiment import run_experiment
+
+    cell = Cell(**cell) if isinstance(cell, dict) else cell
+    t0, started = time.perf_counter(), time.time()
+    try:
+        rec = run_experiment(cell.method, cell.dataset, cell.cfg, seed=cell.seed,
+                             data_root=cell.data_root, out_dir=cell.out_dir,
+                             device_name=cell.device, progress=False,
+                             keep_model=cell.keep_model)
+    except BaseException as exc:
+        try:
+            write_text(cell.failed_marker, json.dumps({
+                "run_id": cell.run_id, "error": f"{type(exc).__name__}: {exc}",
+                "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "host": os.uname().nodename,
+                "slurm_job": os.environ.get("SLURM_JOB_ID")}, indent=1) + "\n")
+        except OSError:
+            pass
+        raise
+    cell.failed_marker.unlink(missing_ok=True)
+    return {"run_id": rec["run_id"], "rank1": rec["metrics"]["rank1"],
+            "mAP": rec["metrics"]["mAP"], "stored": bool(rec.get("skipped")),
+            "seconds": time.perf_counter() - t0, "path": rec.get("path"),
+            "started": started, "ended": time.time(), "pid": os.getpid()}
+
+
+# -- local: parallel processes on this machine ---------------------------------------------------
+def _local_slots(workers: int | None, device: str) -> list[str | None]:
+    """One entry per worker: the GPU it sees (CUDA_VISIBLE_DEVICES) or None (CPU)."""
+    import torch
+
+    gpus = torch.cuda.device_count() if device != "cpu" else 0
+    if gpus:
+        n = min(workers or gpus, gpus)
+        return [str(i) for i in range(n)]
+    return [None] * max(1, workers or 2)
+
+
+def _local_worker(cell: dict[str, Any], slot: str | None, threads: int,
+                  log_file: str) -> dict[str, Any]:
+    if slot is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = slot
+    import torch
+
+    torch.set_num_threads(max(1, threads))
+    handler = logging.FileHandler(log_file)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+    for name in ("mlr_bench.progress", ""):
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if name else logging.WARNING)
+    return run_cell(cell)
+
+
+def launch_local(cells: list[Cell], workers: int | None = None, device: str = "auto",
+                 report=print) -> list[dict[str, Any]]:
+    """Run the cells in parallel processes on this machine: one per GPU (each sees one,
+    through CUDA_VISIBLE_DEVICES) or ``workers`` CPU processes (the cores shared out). Each
+    cell's progress goes to ``<out>/logs/<run id>.log``."""
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    slots = _local_slots(workers, device)
+    threads = max(1, (os.cpu_count() or 1) // len(slots))
+    results: list[dict[str, Any]] = []
+    ctx = mp.get_context("spawn")  # a clean interpreter per worker: CUDA and threads unset
+    # one pool per slot, so a GPU is never given to two cells at once
+    pools = [ProcessPoolExecutor(1, mp_context=ctx) for _ in slots]
+    futures = {}
+    try:
+        for k, cell in enumerate(cells):
+            logs = Path(cell.out_dir) / "logs"
+            logs.mkdir(parents=True, exist_ok=True)
+            slot = k % len(slots)
+            fut = pools[slot].submit(_local_worker, asdict(cell), slots[slot], threads,
+                                     str(logs / f"{cell.run_id}.log"))
+            futures[fut] = cell
+        failed = []
+        for n, fut in enumerate(as_completed(futures), 1):
+            cell = futures[fut]
+            try:
+                res = fut.result()
+            except Exception as exc:  # noqa: BLE001 - reported, the other cells go on
+                failed.append(cell)
+                report(f"[{n}/{len(cells)}] {cell.label} on {cell.dataset} seed {cell.seed}: "
+                       f"FAILED ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}; log "
+                       f"{Path(cell.out_dir) / 'logs' / (cell.run_id + '.log')})")
+                continue
+            results.append(res)
+            took = "stored" if res["stored"] else f"{res['seconds']:.0f} s"
+            report(f"[{n}/{len(cells)}] {cell.label} on {cell.dataset} seed {cell.seed} trial "
+                   f"{cell.trial}: rank1 {res['rank1']:.1f} mAP {res['mAP']:.1f} ({took})")
+    finally:
+        for pool in pools:
+            pool.shutdown(wait=True, cancel_futures=False)
+    if failed:
+        raise UserError(f"{len(failed)} of {len(cells)} cells failed (e.g. {failed[0].run_id}; "
+                        "its log and .checkpoints/<run id>.failed say why); `suite --status` "
+                        "lists them, and running the suite again retries them")
+    return results
+
+
+# -- slurm: a job array through submitit ---------------------------------------------------------
+def submitit_module():
+    try:
+        import submitit
+    except ImportError:
+        raise UserError(SUBMITIT_EXTRA) from None
+    return submitit
+
+
+def launch_slurm(cells: list[Cell], folder: str | Path, partition: str | None = None,
+                 gpus_per_job: int = 1, timeout_min: int = 24 * 60,
+                 array_parallelism: int = 32, cpus_per_task: int = 8, cluster: str = "slurm",
+                 wait: bool = False, report=print) -> list[Any]:
+    """Submit the cells as one Slurm job array (submitit), one cell per job, and return the
+    jobs (waiting for them when ``wait``). ``cluster``: "slurm", or submitit's "local" /
+    "debug" executor standing in for Slurm (tests, a dry run)."""
+    submitit = submitit_module()
+    from benchmark.slurm_job import CellJob
+
+    executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
+    params: dict[str, Any] = {"timeout_min": int(timeout_min), "name": "mlr-bench",
+                              "tasks_per_node": 1, "nodes": 1}
+    if cluster == "slurm":
+        params |= {"slurm_array_parallelism": int(array_parallelism),
+                   "gpus_per_node": int(gpus_per_job), "cpus_per_task": int(cpus_per_task)}
+        if partition:
+            params["slurm_partition"] = partition
+    elif cluster == "local":
+        params |= {"gpus_per_node": 0 if gpus_per_job == 0 else int(gpus_per_job)}
+    executor.update_parameters(**params)
+    jobs = executor.map_array(CellJob(), [asdict(c) for c in cells])
+    ids = [j.job_id for j in jobs]
+    report(f"submitted {len(jobs)} cells as {cluster} jobs {ids[0]}..{ids[-1]} (logs under "
+           f"{folder}); `python -m benchmark suite FILE --status --out "
+           f"{cells[0].out_dir}` shows their state")
+    if wait:
+        for job, cell in zip(jobs, cells):
+            res = job.result()
+            report(f"{cell.label} on {cell.dataset} seed {cell.seed}: rank1 "
+                   f"{res['rank1']:.1f} mAP {res['mAP']:.1f}")
+    return jobs
+
+
+def status_table(cells: list[Cell]) -> tuple[list[tuple[Cell, str]], dict[str, int]]:
+    rows = [(c, state(c)) for c in cells]
+    counts = {s: sum(1 for _, t in rows if t == s) for s in ("done", "running", "failed",
+                                                            "missing")}
+    return rows, counts
+
+
+def failure_of(cell: Cell) -> str:
+    try:
+        return json.loads(cell.failed_marker.read_text()).get("error", "")
+    except (OSError, json.JSONDecodeError):
+        return ""
