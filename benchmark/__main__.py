@@ -339,6 +339,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
     spec = load_suite(args.file)
     if args.status:
         return suite_status(spec, args)
+    if args.estimate:
+        return suite_estimate(spec, args.estimate)
     if args.launcher == "slurm":
         from benchmark.launch import submitit_module
 
@@ -399,6 +401,33 @@ def print_suite_summary(records: list[dict], variant_text) -> None:
         print(f"{method:<{width}}{dataset:<28}{len(recs):>3}  "
               f"{s['rank1']['mean']:6.2f} ± {s['rank1']['std']:4.2f}  "
               f"{s['mAP']['mean']:6.2f} ± {s['mAP']['std']:4.2f}")
+
+
+def suite_estimate(spec: dict, profile_dir: str) -> int:
+    """Print what a suite costs in training time, from profile records (no image decoded)."""
+    from benchmark.suite import estimate
+
+    if not Path(profile_dir).is_dir():
+        raise UserError(f"--estimate {profile_dir} is not a folder; expected profile records "
+                        "(python -m benchmark profile --method all --profile P --out DIR)")
+    rows = estimate(spec, profile_dir)
+    w = max([14] + [len(r["method"]) + 2 for r in rows])
+    print(f"{'method':<{w}}{'dataset':<16}{'runs':>5}{'epochs':>7}{'img/epoch':>10}"
+          f"{'train img/s':>12}{'h/run':>8}{'hours':>9}  device")
+    total = 0.0
+    for r in rows:
+        if "hours" not in r:
+            print(f"{r['method']:<{w}}{r['dataset']:<16}{r['runs']:>5}{r['epochs']:>7}  "
+                  f"({r['note']})")
+            continue
+        total += r["hours"]
+        print(f"{r['method']:<{w}}{r['dataset']:<16}{r['runs']:>5}{r['epochs']:>7}"
+              f"{r['images_per_epoch']:>10}{r['train_img_per_s']:>12.1f}"
+              f"{r['hours_per_run']:>8.2f}{r['hours']:>9.1f}  {r['device']}")
+    runs = sum(r["runs"] for r in rows)
+    print(f"total: {runs} runs, {total:.0f} device-hours of training on the devices named "
+          "(one device per run)")
+    return 0
 
 
 def suite_status(spec: dict, args: argparse.Namespace) -> int:
@@ -605,6 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.add_argument("--status", action="store_true",
                    help="show each cell's state (done / running / failed / missing) and exit")
+    p.add_argument("--estimate", metavar="PROFILE_DIR", default=None,
+                   help="print the suite's training cost from the profile records in "
+                   "PROFILE_DIR (python -m benchmark profile ... --out PROFILE_DIR) and exit")
     p.add_argument("--launcher", choices=LAUNCHER_CHOICES, default="inline",
                    help="inline: one cell after another here (default); local: cells in "
                    "parallel processes on this machine (one per GPU, or --workers CPU "

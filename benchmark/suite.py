@@ -197,3 +197,51 @@ def run_suite(spec: dict[str, Any], out_dir: str | Path, data_root: str, device:
                f"{rec['metrics']['rank1']:.1f} mAP {rec['metrics']['mAP']:.1f} ({state})")
         records.append(rec)
     return records
+
+
+def estimate(spec: dict[str, Any], profile_dir: str | Path) -> list[dict[str, Any]]:
+    """The training cost of a suite, from ``profile`` records: per (method, dataset), runs x
+    epochs x training images per epoch / the method's training images/s at the suite's
+    profile (median over the records found; their device is named). Training images per
+    epoch: the real data's published count under its protocol (``DatasetSpec.train_images``),
+    rounded down to whole batches as the training loop does. Evaluation is left out (minutes
+    against hours)."""
+    import statistics
+
+    from benchmark.training import iters_per_epoch
+    from datasets import DATASETS, trial_configs
+    from reports.results import load_store
+
+    profile = spec.get("profile", "cpu")
+    store = load_store(profile_dir, skip_bad=True)
+    speeds: dict[str, list[tuple[float, str]]] = {}
+    for p in store.profiles:
+        if p["profile"] == profile:
+            speeds.setdefault(p["method"], []).append(
+                (float(p["throughput"]["train"]["images_per_s"]),
+                 p["environment"]["device_name"]))
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in expand(spec):
+        cfg = load_config(profile, list(spec.get("set") or []) + r["set"])
+        n = len(trial_configs(r["dataset"], cfg, r["trials"]))
+        images = DATASETS[r["dataset"]].train_images
+        label = f"{r['method']} [{', '.join(r['set'])}]" if r["set"] else r["method"]
+        row = rows.setdefault((label, r["dataset"]), {
+            "method": label, "dataset": r["dataset"], "runs": 0,
+            "epochs": int(cfg["train"]["epochs"])})
+        row["runs"] += n
+        if images is None:
+            row["note"] = "training images unknown for this dataset"
+            continue
+        steps = iters_per_epoch(cfg, images)
+        row["images_per_epoch"] = steps * int(cfg["train"]["batch_size"])
+        found = speeds.get(r["method"])
+        if not found:
+            row["note"] = f"no {profile}-profile profile record of {r['method']} in {profile_dir}"
+            continue
+        speed = statistics.median(s for s, _ in found)
+        row["train_img_per_s"] = speed
+        row["device"] = sorted({d for _, d in found})[0]
+        row["hours_per_run"] = row["epochs"] * row["images_per_epoch"] / speed / 3600
+        row["hours"] = row["hours_per_run"] * row["runs"]
+    return list(rows.values())

@@ -164,6 +164,8 @@ class DatasetSpec:
         options: the section's options.
         published: the published counts of the original dataset (``check-data`` compares).
         paper_ablation: the paper's ablation (Table 2) was run on this dataset.
+        train_images: training images per trial of the real data under its protocol, from
+            the published counts (cost estimates: ``suite --estimate``); None: unknown.
     """
 
     name: str
@@ -176,6 +178,7 @@ class DatasetSpec:
     options: dict[str, Option] = field(default_factory=dict)
     published: dict[str, int] = field(default_factory=dict)
     paper_ablation: bool = False
+    train_images: int | None = None
 
     @property
     def needs_root(self) -> bool:

@@ -107,4 +107,5 @@ register_dataset(DatasetSpec(
     description="CAVIAR4REID: camera 1 genuinely LR, 25/25 of the 50 two-camera ids per trial, "
                 "10 trials",
     build=build_caviar, paper_name="CAVIAR", folder="caviar", write_stand_in=write_synthetic,
-    config_section="caviar", options=OPTIONS, published=PUBLISHED))
+    config_section="caviar", options=OPTIONS, published=PUBLISHED,
+    train_images=500))  # 25 two-camera ids x 20 images

@@ -292,4 +292,5 @@ register_dataset(DatasetSpec(
                 "sets, single-shot, 10 trials",
     build=build_mlr_cuhk03, paper_name="MLR-CUHK03 (MLR-C)", folder="cuhk03",
     write_stand_in=write_synthetic, config_section="cuhk03", options=OPTIONS,
-    published=PUBLISHED, paper_ablation=True))
+    published=PUBLISHED, paper_ablation=True,
+    train_images=13135))  # 1,367 of the 1,467 ids, 14,096 labeled images in all

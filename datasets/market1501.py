@@ -162,4 +162,5 @@ register_dataset(DatasetSpec(
                 "gallery, 751/750 ids",
     build=build_mlr_market, paper_name="MLR-Market-1501 (MLR-M)", folder="market1501",
     write_stand_in=write_synthetic, config_section="market1501", options=OPTIONS,
-    published=PUBLISHED))
+    published=PUBLISHED,
+    train_images=12936))  # bounding_box_train

@@ -95,4 +95,5 @@ register_dataset(DatasetSpec(
                 "10 trials",
     build=build_mlr_viper, paper_name="MLR-VIPeR (MLR-V)", folder="viper",
     write_stand_in=write_synthetic, config_section="viper", options=OPTIONS,
-    published=PUBLISHED))
+    published=PUBLISHED,
+    train_images=632))  # 316 ids x 2 cameras

@@ -93,3 +93,25 @@ def test_missing_submitit_names_the_extra(suite, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'mlr-bench[cluster]'" in err[0]
     assert not _records(tmp_path)
+
+
+def test_estimate_is_runs_x_epochs_x_images_over_the_profiled_speed(capsys):
+    """The paper ladder's cost from the committed profile records, recomputed here."""
+    from benchmark.suite import estimate
+    from reports.results import load_store
+
+    root = Path(__file__).resolve().parents[2]
+    spec = load_suite(root / "benchmark" / "suites" / "paper-ladder.yaml")
+    rows = {r["method"]: r for r in estimate(spec, root / "docs" / "results" / "profile")}
+    speed = [p["throughput"]["train"]["images_per_s"]
+             for p in load_store(root / "docs" / "results" / "profile").profiles
+             if p["method"] == "ftwa" and p["profile"] == "paper"]
+    assert len(speed) == 1
+    per_epoch = (13135 // 64) * 64  # MLR-CUHK03's training images, whole batches of 64
+    for label in ("ftwa", "ftwa [ftwa.swa_weights=detached]"):
+        row = rows[label]
+        assert row["runs"] == 30 and row["epochs"] == 120 and row["images_per_epoch"] == per_epoch
+        assert row["hours"] == pytest.approx(30 * 120 * per_epoch / speed[0] / 3600)
+    assert main(["suite", str(root / "benchmark" / "suites" / "paper-ladder.yaml"),
+                 "--estimate", str(root / "docs" / "results" / "profile")]) == 0
+    assert "total: 180 runs" in capsys.readouterr().out
