@@ -72,8 +72,8 @@ def check_data_root(data_root: str | None, dataset: str, needs_root: bool,
               f"suite without the real data: python -m benchmark synth --like {like} --root "
               f"{data_root or 'data'} writes a generated stand-in there")
     if not data_root:
-        raise UserError(f"dataset '{dataset}' reads files: give --data-root (or set "
-                        f"$MLRBENCH_DATA); {routes}")
+        raise UserError(f"dataset '{dataset}' needs --data-root (or $MLRBENCH_DATA); "
+                        f"{routes}")
     root = Path(data_root)
     if not root.exists():
         raise UserError(f"dataset '{dataset}': --data-root {root}{where} does not exist; "

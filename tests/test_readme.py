@@ -35,7 +35,7 @@ def test_add_your_method_as_written(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "benchmark", *args], cwd=tmp_path,
                           env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    (path,) = (tmp_path / "res").glob("my-method__*.json")
+    (path,) = (tmp_path / "res").glob("my-method__*[0-9a-f].json")
     rec = json.loads(path.read_text())
     assert rec["method"] == "my-method" and rec["model"]["class"] == "my_method:MyMethod"
     assert rec["config"]["my_method"]["label_smoothing"] == 0.2
@@ -74,7 +74,7 @@ def test_add_your_dataset_as_written(tmp_path):
         outputs.append(proc.stdout)
     assert "GENERATED stand-in" in outputs[1] and "trial 2:" in outputs[1]
     assert "no published counts to compare with" in outputs[1]
-    (path,) = (project / "res").glob("baseline__my-data__smoke__*.json")
+    (path,) = (project / "res").glob("baseline__my-data__smoke__*[0-9a-f].json")
     rec = json.loads(path.read_text())
     assert rec["data"]["generated"] is True
     assert rec["data"]["counts"]["query_ids"] == 4

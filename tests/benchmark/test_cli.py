@@ -65,7 +65,7 @@ def test_run_smoke_writes_record(tmp_path, capsys):
     args = ["run", "--method", "baseline", "--dataset", "synthetic", "--profile", "smoke",
             "--out", str(out), "--no-progress", "--set", "model.weights=none"]
     assert main(args) == 0
-    files = list(out.glob("*.json"))
+    files = list(out.glob("*[0-9a-f].json"))
     assert len(files) == 1
     rec = json.loads(files[0].read_text())
     m = rec["metrics"]
@@ -102,7 +102,7 @@ def test_synth_check_data_run_all_trials(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "mean ± std over 2 trials" in out
-    assert len(list((tmp_path / "res").glob("*.json"))) == 2
+    assert len(list((tmp_path / "res").glob("*[0-9a-f].json"))) == 2
     # a second synth into the same folder refuses and keeps what is there
     assert main(["synth", "--like", "caviar", "--root", root]) == 2
     assert "already exists" in capsys.readouterr().err
@@ -125,7 +125,7 @@ def test_suite_runs_and_resumes(tmp_path, capsys):
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "wrote generated stand-ins" in out and "[2/2]" in out
-    assert len(list((tmp_path / "res").glob("*.json"))) == 2
+    assert len(list((tmp_path / "res").glob("*[0-9a-f].json"))) == 2
     assert main(args) == 0  # everything is stored now: nothing runs again
     out = capsys.readouterr().out
     assert out.count("(stored)") == 2 and "wrote generated" not in out

@@ -159,7 +159,7 @@ def test_configs_of_one_side_are_never_pooled(tmp_path, ftwa_record):
     for seed in range(2):
         write(folder, ftwa_record, "ftwa", seed, 30.0 + seed)
         write(folder, ftwa_record, "ftwa-r", seed, 20.0 + seed)
-    rec = json.loads(next(folder.glob("ftwa__*seed0*")).read_text())
+    rec = json.loads(next(folder.glob("ftwa__*seed0*.json")).read_text())
     rec.update(config_hash="other", run_id="ftwa__other__seed0")
     rec["metrics"]["rank1"] = 90.0
     (folder / "other.json").write_text(json.dumps(rec))
