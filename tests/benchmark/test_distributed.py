@@ -127,7 +127,7 @@ def test_two_processes_take_the_step_one_process_takes(tmp_path):
     loss = lc["lambda_cls"] * torch.stack(ids).mean() + lc["lambda_tri"] * tri
     loss.backward()
     assert np.mean([g["loss"] for g in got]) == pytest.approx(loss.item(), abs=1e-5)
-    assert got[0]["triplet"] == pytest.approx(float(tri), abs=1e-5) == got[1]["triplet"]
+    assert got[0]["triplet"] == pytest.approx(tri.item(), abs=1e-5) == got[1]["triplet"]
     checked = 0
     for name, p in method.named_parameters():
         if p.grad is None:
