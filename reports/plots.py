@@ -20,20 +20,49 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+#: line styles after the ten colours of the default cycle, so that up to 30 series differ
+_LINESTYLES = ("-", "--", ":")
+_MARKERS = ("o", "s", "^", "D", "v")
+
+
+def _style(i: int) -> dict:
+    """The i-th series' colour, line style and marker: the default ten colours first, then the
+    same colours dashed, then dotted (a grid easily has more than ten rows)."""
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {"color": colors[i % len(colors)],
+            "ls": _LINESTYLES[(i // len(colors)) % len(_LINESTYLES)],
+            "marker": _MARKERS[(i // len(colors)) % len(_MARKERS)]}
+
+
+def _legend_outside(ax, n: int) -> None:
+    """The legend right of the axes once there are more series than fit inside them."""
+    if n > 6:
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        ax.legend(fontsize=7, loc="best")
+
+
 def cmc_curves(frame: pd.DataFrame, title: str) -> bytes:
     """Mean CMC (rank 1..50) per method over its runs."""
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
-    for method, g in sorted(frame.groupby("label"), key=lambda kv: kv[0]):
+    groups = sorted(frame.groupby("label"), key=lambda kv: kv[0])
+    fig, ax = plt.subplots(figsize=(8.4 if len(groups) > 6 else 5.2, 3.4))
+    lowest = 100.0
+    for i, (method, g) in enumerate(groups):
         curves = np.array([np.asarray(c, dtype=float) for c in g["cmc"]])
         ranks = np.arange(1, curves.shape[1] + 1)
-        ax.plot(ranks, curves.mean(axis=0), label=f"{method} (n={len(g)})")
+        mean = curves.mean(axis=0)
+        lowest = min(lowest, float(mean[0]))
+        style = _style(i)
+        ax.plot(ranks, mean, color=style["color"], ls=style["ls"], lw=1.2,
+                label=f"{method} (n={len(g)})")
     ax.set_xscale("log")
     ax.set_xlabel("rank")
     ax.set_ylabel("matching rate (%)")
-    ax.set_ylim(0, 100)
+    # from just below the lowest rank-1, so that close curves stay apart
+    ax.set_ylim(max(0.0, 10.0 * np.floor(lowest / 10.0) - 5.0), 100.5)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
+    _legend_outside(ax, len(groups))
     return _png(fig)
 
 
@@ -107,19 +136,21 @@ def rank1_vs_query_rate(long: pd.DataFrame, title: str, reference: tuple[str, fl
                         unit: str = "rate") -> bytes:
     """Rank-1 (mean ± std over runs) against the query's rate (or height) for each method;
     the seen LR rates shaded, unseen points hollow, a reference line for the HR->HR control."""
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    n_series = long.label.nunique()
+    fig, ax = plt.subplots(figsize=(9.2 if n_series > 6 else 6.4, 4.2 if n_series > 6 else 3.8))
     seen_lr = sorted(set(long[long.seen & (long.rate > 1)].rate)) if unit == "rate" else []
     if seen_lr:
         ax.axvspan(min(seen_lr) - 0.4, max(seen_lr) + 0.4, color="0.9", zorder=0,
                    label=f"rates seen in training ({min(seen_lr)}-{max(seen_lr)})")
-    for label, g in sorted(long.groupby("label"), key=lambda kv: kv[0]):
+    for i, (label, g) in enumerate(sorted(long.groupby("label"), key=lambda kv: kv[0])):
         g = g.sort_values("rate")
-        line = ax.errorbar(g.rate, g.rank1, yerr=g.rank1_std, capsize=2, lw=1.2,
-                           label=f"{label} (n={int(g.n.max())})")
-        color = line[0].get_color()
+        style = _style(i)
+        ax.errorbar(g.rate, g.rank1, yerr=g.rank1_std, capsize=2, lw=1.2, color=style["color"],
+                    ls=style["ls"], marker=style["marker"], markersize=4,
+                    label=f"{label} (n={int(g.n.max())})")
         unseen = g[~g.seen]
-        ax.scatter(unseen.rate, unseen.rank1, s=28, facecolors="white", edgecolors=color,
-                   zorder=3)
+        ax.scatter(unseen.rate, unseen.rank1, s=30, marker=style["marker"], facecolors="white",
+                   edgecolors=style["color"], zorder=3)
     if reference is not None:
         ax.axhline(reference[1], color="0.3", ls="--", lw=1, label=reference[0])
     ax.set_xticks(sorted(set(long.rate)))
@@ -128,5 +159,5 @@ def rank1_vs_query_rate(long: pd.DataFrame, title: str, reference: tuple[str, fl
     ax.set_ylabel("rank-1 (%)")
     ax.grid(alpha=0.3)
     ax.set_title(title + " (hollow: unseen in training)", fontsize=9)
-    ax.legend(fontsize=6, loc="best")
+    _legend_outside(ax, n_series + 2)
     return _png(fig)

@@ -187,10 +187,16 @@ def _sweeps(frame: pd.DataFrame, profile: str) -> list[dict[str, Any]]:
             png = plots.rank1_vs_query_rate(sub, title, ref, kind)
             out.append({"dataset": dataset, "kind": kind, "md": md_table(table),
                         "html": html_table(table),
-                        "sentences": sweep_mod.sentences(long, dataset) if kind == "rate"
+                        "sentences": _sweep_sentences(long, dataset) if kind == "rate"
                         else [], "generated": bool(sub.generated.any()),
                         "figure": Figure(title, f"{key}__{profile}__{dataset}.png", png)})
     return out
+
+
+def _sweep_sentences(long: pd.DataFrame, dataset: str) -> list[str]:
+    """The per-method sentences, then the one across methods (when there are two or more)."""
+    across = sweep_mod.overview(long, dataset)
+    return sweep_mod.sentences(long, dataset) + ([across] if across else [])
 
 
 #: ranked lists in the report: per table row, its lowest seed's run

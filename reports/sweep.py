@@ -36,7 +36,8 @@ def sweep_long(frame: pd.DataFrame, key: str = "sweep") -> pd.DataFrame:
 
 
 def sweep_table(long: pd.DataFrame, dataset: str, unit: str = "r") -> pd.DataFrame:
-    """Rows: methods; columns: rates (unseen marked with *): rank-1 mean ± std (n)."""
+    """Rows: methods; columns: rates (unseen marked with *): rank-1 mean ± std over the row's
+    runs (the value alone for a single run)."""
     sub = long[long.dataset == dataset]
     if sub.empty:
         return pd.DataFrame()
@@ -48,8 +49,9 @@ def sweep_table(long: pd.DataFrame, dataset: str, unit: str = "r") -> pd.DataFra
         for r in rates:
             c = g[g.rate == r]
             name = f"{unit}={r}" + ("" if seen[r] else "*")
-            row[name] = (MISSING if c.empty else
-                         f"{c.rank1.iloc[0]:.1f} ± {c.rank1_std.iloc[0]:.1f}")
+            # one run has no spread: its value alone, as the results table shows it
+            row[name] = (MISSING if c.empty else f"{c.rank1.iloc[0]:.1f}" if c.n.iloc[0] < 2
+                         else f"{c.rank1.iloc[0]:.1f} ± {c.rank1_std.iloc[0]:.1f}")
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -74,6 +76,36 @@ def sentences(long: pd.DataFrame, dataset: str) -> list[str]:
             text += f"; {g.loc[1, 'rank1']:.1f} on the HR queries (r=1)"
         out.append(text + f" (n={int(g.n.max())}).")
     return out
+
+
+def overview(long: pd.DataFrame, dataset: str) -> str | None:
+    """One sentence across methods, computed from the records: every method's rank-1 at the
+    highest rate none of them trained on (highest first), and which method lost the least and
+    the most from its highest seen LR rate to there."""
+    sub = long[long.dataset == dataset]
+    unseen = sorted(set(sub[~sub.seen].rate))
+    if sub.empty or not unseen or sub.label.nunique() < 2:
+        return None
+    b = unseen[-1]
+    at_b, drops = {}, {}
+    for label, g in sub.groupby("label"):
+        g = g.set_index("rate")
+        if b not in g.index:
+            continue
+        at_b[label] = float(g.loc[b, "rank1"])
+        seen_lr = [r for r in g.index if g.loc[r, "seen"] and r > 1]
+        if seen_lr:
+            drops[label] = float(g.loc[max(seen_lr), "rank1"]) - at_b[label]
+    if len(at_b) < 2:
+        return None
+    order = sorted(at_b, key=lambda k: (-at_b[k], k))
+    text = (f"Across methods at r={b}, which none trained on: "
+            + ", ".join(f"{k} {at_b[k]:.1f}" for k in order) + " (rank-1, highest first)")
+    if len(drops) >= 2:
+        by = sorted(drops, key=lambda k: (drops[k], k))
+        text += (f"; the smallest drop from the highest trained rate is {by[0]}'s "
+                 f"({drops[by[0]]:.1f} points), the largest {by[-1]}'s ({drops[by[-1]]:.1f})")
+    return text + "."
 
 
 def control_reference(frame: pd.DataFrame, dataset: str) -> tuple[str, float] | None:

@@ -304,9 +304,13 @@ def test_report_shows_the_resolution_sweep(tmp_path, template_record):
     md = (tmp_path / "out" / "report.md").read_text()
     assert "| baseline | 2 | 81.0 ± 1.4 | 62.0 ± 2.8 | 32.0 ± 2.8 |" in md
     assert "| method | n | r=1 | r=4 | r=8* |" in md
+    assert "| ftwa | 1 | 81.0 | 70.0 | 55.0 |" in md  # one run: no "± 0.0"
     assert ("baseline: rank-1 62.0 at r=4 (the highest rate it trained on) and 32.0 at r=8 "
             "(unseen), a drop of 30.0 points; 81.0 on the HR queries (r=1) (n=2).") in md
     assert "a drop of 15.0 points" in md  # ftwa: 70 -> 55
+    assert ("Across methods at r=8, which none trained on: ftwa 55.0, baseline 32.0 (rank-1, "
+            "highest first); the smallest drop from the highest trained rate is ftwa's "
+            "(15.0 points), the largest baseline's (30.0).") in md
     assert (tmp_path / "out" / sweep[0]["figure"].file).is_file()
 
 
