@@ -162,6 +162,17 @@ def _measure(method: Method, cfg: dict[str, Any], device: torch.device, batch: i
     return out
 
 
+def _load_block(device, load_start: dict[str, Any], cpu_start) -> dict[str, Any]:
+    others = environment.others_busy(cpu_start, environment.cpu_snapshot())
+    return {"start": load_start, "end": environment.machine_load(device),
+            "other_processes_cores": None if others is None else round(others, 3),
+            "note": "other_processes_cores: how many CPU cores other processes kept busy on "
+                    "average while this method was profiled (/proc/stat less this process's "
+                    "own CPU time); near 0 means an idle machine, and above about 0.2 the "
+                    "images/s are low. The 1-minute load averages count this process's own "
+                    "threads too, and under --method all lag behind the previous method's."}
+
+
 def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
                    batch_size: int = 8, amp: bool = False, channels_last: bool = False,
                    compiled: bool = False, repeats: int = 5, warmup: int = 2,
@@ -174,6 +185,7 @@ def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
         raise UserError("--batch-size and --repeats must be >= 1 and --warmup >= 0")
     device = environment.resolve_device(device_name)
     load_start = environment.machine_load(device)
+    cpu_start = environment.cpu_snapshot()
     torch.manual_seed(0)
     method = build_method(name, cfg, num_classes).to(device)
     if channels_last:
@@ -226,10 +238,7 @@ def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
         "throughput": timings,
         "repeats": repeats,
         "warmup": warmup,
-        "machine_load": {"start": load_start, "end": environment.machine_load(device),
-                         "note": "1-minute load average and CPU count around the measurement: "
-                                 "a load above about 1 before it started means another job "
-                                 "shared the machine and the throughput is low"},
+        "machine_load": _load_block(device, load_start, cpu_start),
         "environment": environment.block(device),
     }
 

@@ -59,6 +59,37 @@ def versions() -> dict[str, Any]:
     }
 
 
+def cpu_snapshot() -> dict[str, float] | None:
+    """The machine's busy CPU time and this process's own (all its threads, and its waited-for
+    children), in seconds, with a wall clock: two of these give how many cores *other*
+    processes kept busy in between (``others_busy``). None where /proc/stat is not there."""
+    import resource
+    import time
+
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait
+    busy = sum(fields) - fields[3] - (fields[4] if len(fields) > 4 else 0)
+    own = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        use = resource.getrusage(who)
+        own += use.ru_utime + use.ru_stime
+    return {"wall": time.monotonic(), "busy": busy / os.sysconf("SC_CLK_TCK"), "own": own}
+
+
+def others_busy(start: dict[str, float] | None, end: dict[str, float] | None) -> float | None:
+    """Cores that processes other than this one kept busy on average between two snapshots:
+    about 0 on an idle machine, about 1 while one other single-threaded job runs. Unlike the
+    load average it leaves out this process's own threads (and does not lag a minute behind)."""
+    if not start or not end or end["wall"] - start["wall"] <= 0:
+        return None
+    other = (end["busy"] - start["busy"]) - (end["own"] - start["own"])
+    return max(0.0, other / (end["wall"] - start["wall"]))
+
+
 def machine_load(device: torch.device) -> dict[str, Any]:
     """How busy the machine is now: 1/5/15-minute load averages, CPU count, and the GPU's
     utilisation (%) where torch can read it."""

@@ -109,6 +109,13 @@ def run_lock(out_dir: Path, rid: str) -> Iterator[Path]:
         fh.close()
 
 
+def _others(cpu_start) -> float | None:
+    """Cores other processes kept busy since ``cpu_start`` (under torchrun the other ranks
+    count as other processes)."""
+    others = environment.others_busy(cpu_start, environment.cpu_snapshot())
+    return None if others is None else round(others, 3)
+
+
 def ranks_path(out_dir: Path, rid: str) -> Path:
     return Path(out_dir) / f"{rid}.ranks.json"
 
@@ -239,6 +246,7 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
     check_seed(seed)
     t_start = time.perf_counter()
     load_start = environment.machine_load(device)
+    cpu_start = environment.cpu_snapshot()
     ident = identify(method_name, dataset, cfg, seed, data_root)
     method_cls, rid = ident["method_cls"], ident["run_id"]
     out_dir = Path(out_dir)
@@ -264,13 +272,13 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
     # one process per run id holds the lock; the other processes of a distributed run share it
     with run_lock(out_dir, rid) if main else contextlib.nullcontext():
         return _run_locked(ident, cfg, seed, data_root, out_dir, path, device, progress,
-                           t_start, load_start, force, keep_model)
+                           t_start, load_start, force, keep_model, cpu_start)
 
 
 def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root: str | None,
                 out_dir: Path, path: Path, device: Any, progress: bool, t_start: float,
-                load_start: dict[str, Any], force: bool, keep_model: bool = False
-                ) -> dict[str, Any]:
+                load_start: dict[str, Any], force: bool, keep_model: bool = False,
+                cpu_start: dict[str, float] | None = None) -> dict[str, Any]:
     method_cls, rid = ident["method_cls"], ident["run_id"]
     dist = dist_mod.current()
     ckpt = out_dir / ".checkpoints" / f"{rid}.pt"
@@ -363,9 +371,12 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
                     "train_s_before_resume": training["train_s_before_resume"]}
         | evaluation["timings"] | {"total_s": time.perf_counter() - t_start},
         "machine_load": {"start": load_start, "end": environment.machine_load(device),
-                         "note": "1-minute load average and CPU count around the run: a load "
-                                 "above the CPU count means the timings were taken on a busy "
-                                 "machine"},
+                         "other_processes_cores": _others(cpu_start),
+                         "note": "other_processes_cores: how many CPU cores other processes "
+                                 "kept busy on average during the run (/proc/stat less this "
+                                 "process's own CPU time): near 0 means the timings come from "
+                                 "an idle machine. The 1-minute load averages around it count "
+                                 "the run's own threads too."},
         "environment": environment.block(device) | {"distributed":
                                                       dist_mod.record_block(
                                                           cfg, method_cls=method_cls)},

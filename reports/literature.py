@@ -29,9 +29,10 @@ def literature() -> dict[str, Any]:
             if not isinstance(cell, dict) or "rank1" not in cell:
                 raise UserError(f"reports/literature.yaml: {name} on {dataset}: expected "
                                 "{rank1: ..., rank5: ..., source: ...}")
-            if cell.get("source") not in sources:
-                raise UserError(f"reports/literature.yaml: {name} on {dataset}: source "
-                                f"{cell.get('source')!r} is not one of {', '.join(sources)}")
+            for key in ("source", "confirmed_by"):
+                if (key == "source" or key in cell) and cell.get(key) not in sources:
+                    raise UserError(f"reports/literature.yaml: {name} on {dataset}: {key} "
+                                    f"{cell.get(key)!r} is not one of {', '.join(sources)}")
     pending = data.get("pending", {})
     if pending and pending.get("source") not in sources:
         raise UserError("reports/literature.yaml: 'pending' names an unknown source")
@@ -44,7 +45,8 @@ def _keys(sources: dict[str, Any]) -> dict[str, str]:
 
 
 def literature_table(data: dict[str, Any] | None = None) -> pd.DataFrame:
-    """Rows: methods; columns: datasets; a cell is 'rank-1 / rank-5 [source]'."""
+    """Rows: methods; columns: datasets; a cell is 'rank-1 / rank-5 [source]', or
+    '[source, confirming source]' where another source gives the same number."""
     data = data or literature()
     marks = _keys(data["sources"])
     rows = []
@@ -57,7 +59,10 @@ def literature_table(data: dict[str, Any] | None = None) -> pd.DataFrame:
                 continue
             r5 = cell.get("rank5")
             value = f"{cell['rank1']:.1f}" + (f" / {r5:.1f}" if r5 is not None else "")
-            row[dataset] = f"{value} {marks[cell['source']]}"
+            # a cell another source confirms names both: [1, 2]
+            cited = [marks[cell["source"]]] + ([marks[cell["confirmed_by"]]]
+                                               if "confirmed_by" in cell else [])
+            row[dataset] = f"{value} [{', '.join(c.strip('[]') for c in cited)}]"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -94,7 +94,8 @@ def table1(agg: pd.DataFrame, profile: str, paper: dict[str, Any]) -> pd.DataFra
     """Table 1 in long form: one row per (method, dataset, rank) with the paper's number, the
     reproduced mean, std and n, and the difference. A method run with several configs at this
     profile gives one row per config variant. The paper's rows that the suite does not run keep
-    their published numbers, marked "published, not run here"."""
+    their published numbers, marked "published, not run here"; a method of the suite with no
+    run at this profile on these datasets is marked so."""
     columns = table1_datasets(paper)
     labels = _labels(agg, profile, columns)
     names = paper_names()
@@ -107,8 +108,11 @@ def table1(agg: pd.DataFrame, profile: str, paper: dict[str, Any]) -> pd.DataFra
     entries += [(lab, lab, None) for lab, m in labels.items() if names.get(m) not in
                 paper["table1"]]
     rows = []
+    in_suite = set(names.values())
     for name, label, published in entries:
-        status = ("published, not run here" if label is None else
+        status = ("published; in the suite, no run of it here" if label is None
+                  and name in in_suite else
+                  "published, not run here" if label is None else
                   "paper vs reproduced" if published else "reproduced (not in the paper)")
         for d in columns:
             pub = (published or {}).get(d)

@@ -88,16 +88,17 @@ def rank1_by_rate(frame: pd.DataFrame, title: str) -> bytes:
         for rate, m in (r["by_rate"] or {}).items():
             rows.append({"method": r["label"], "rate": int(rate), "rank1": m["rank1"]})
     data = pd.DataFrame(rows).groupby(["method", "rate"])["rank1"].mean().unstack()
-    fig, ax = plt.subplots(figsize=(5.2, 3.4))
+    many = len(data.index) > 6
+    fig, ax = plt.subplots(figsize=(max(5.2, 0.75 * len(data.index) + 1.6), 3.8 if many else 3.4))
     width = 0.8 / max(1, len(data.columns))
     x = np.arange(len(data.index))
     for k, rate in enumerate(data.columns):
         ax.bar(x + k * width, data[rate].to_numpy(), width, label=f"r={rate}")
     ax.set_xticks(x + width * (len(data.columns) - 1) / 2)
-    ax.set_xticklabels(data.index, rotation=20, fontsize=7)
+    ax.set_xticklabels(data.index, rotation=30 if many else 20, ha="right", fontsize=7)
     ax.set_ylabel("rank-1 (%)")
     ax.set_ylim(0, 100)
-    ax.legend(fontsize=7)
+    _legend_outside(ax, 7 if many else 1)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title, fontsize=9)
     return _png(fig)
@@ -136,9 +137,11 @@ def rank1_vs_query_rate(long: pd.DataFrame, title: str, reference: tuple[str, fl
                         unit: str = "rate") -> bytes:
     """Rank-1 (mean ± std over runs) against the query's rate (or height) for each method;
     the seen LR rates shaded, unseen points hollow, a reference line for the HR->HR control."""
-    n_series = long.label.nunique()
-    fig, ax = plt.subplots(figsize=(9.2 if n_series > 6 else 6.4, 4.2 if n_series > 6 else 3.8))
     seen_lr = sorted(set(long[long.seen & (long.rate > 1)].rate)) if unit == "rate" else []
+    # legend entries: one per row, the shading and the reference line
+    entries = long.label.nunique() + bool(seen_lr) + (reference is not None)
+    wide = entries > 6
+    fig, ax = plt.subplots(figsize=(9.2 if wide else 6.4, 4.2 if wide else 3.8))
     if seen_lr:
         ax.axvspan(min(seen_lr) - 0.4, max(seen_lr) + 0.4, color="0.9", zorder=0,
                    label=f"rates seen in training ({min(seen_lr)}-{max(seen_lr)})")
@@ -159,5 +162,5 @@ def rank1_vs_query_rate(long: pd.DataFrame, title: str, reference: tuple[str, fl
     ax.set_ylabel("rank-1 (%)")
     ax.grid(alpha=0.3)
     ax.set_title(title + " (hollow: unseen in training)", fontsize=9)
-    _legend_outside(ax, n_series + 2)
+    _legend_outside(ax, entries)
     return _png(fig)

@@ -106,7 +106,10 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
                                   f"cmc__{profile}__{dataset}.png",
                                   plots.cmc_curves(g, f"CMC on {dataset}, profile {profile}")))
             if any(bool(b) for b in g["by_rate"]):
-                figures.append(Figure(f"Rank-1 per down-sampling rate, {dataset} ({profile})",
+                figures.append(Figure(f"Rank-1 per down-sampling rate, {dataset} ({profile}): "
+                                      "each query at the rate the protocol gave it (about a "
+                                      "third of the queries per rate), where the sweep above "
+                                      "re-makes every query at every rate",
                                       f"rate__{profile}__{dataset}.png",
                                       plots.rank1_by_rate(g, f"rank-1 per rate r, {dataset}")))
         for _, r in fr[fr["strip"].notna()].sort_values(["dataset", "label"]).iterrows():

@@ -36,43 +36,60 @@ def sweep_long(frame: pd.DataFrame, key: str = "sweep") -> pd.DataFrame:
 
 
 def sweep_table(long: pd.DataFrame, dataset: str, unit: str = "r") -> pd.DataFrame:
-    """Rows: methods; columns: rates (unseen marked with *): rank-1 mean ± std over the row's
-    runs (the value alone for a single run)."""
+    """Rows: methods; columns: rates; cells: rank-1 mean ± std over the row's runs (the value
+    alone for a single run). A rate no row trained on has * in its header; where rows differ
+    (their protocols trained on different rates) the cells of the rows that did not see it
+    carry the *."""
     sub = long[long.dataset == dataset]
     if sub.empty:
         return pd.DataFrame()
     rates = sorted(set(sub.rate))
-    seen = {r: bool(sub[sub.rate == r].seen.all()) for r in rates}
+    unseen_all = {r: not bool(sub[sub.rate == r].seen.any()) for r in rates}
     rows = []
     for label, g in sub.groupby("label"):
         row = {"method": label, "n": int(g.n.max())}
         for r in rates:
             c = g[g.rate == r]
-            name = f"{unit}={r}" + ("" if seen[r] else "*")
+            name = f"{unit}={r}" + ("*" if unseen_all[r] else "")
+            if c.empty:
+                row[name] = MISSING
+                continue
             # one run has no spread: its value alone, as the results table shows it
-            row[name] = (MISSING if c.empty else f"{c.rank1.iloc[0]:.1f}" if c.n.iloc[0] < 2
-                         else f"{c.rank1.iloc[0]:.1f} ± {c.rank1_std.iloc[0]:.1f}")
+            cell = (f"{c.rank1.iloc[0]:.1f}" if c.n.iloc[0] < 2
+                    else f"{c.rank1.iloc[0]:.1f} ± {c.rank1_std.iloc[0]:.1f}")
+            row[name] = cell + ("*" if not unseen_all[r] and not c.seen.iloc[0] else "")
         rows.append(row)
     return pd.DataFrame(rows)
 
 
+def _finite(g: pd.DataFrame) -> pd.DataFrame:
+    return g[np.isfinite(g.rank1.to_numpy(dtype=float))]
+
+
 def sentences(long: pd.DataFrame, dataset: str) -> list[str]:
-    """Per method, computed from the records: rank-1 at the highest seen LR rate, at the
-    highest unseen rate, the drop between them, and rank-1 at rate 1 (HR)."""
+    """Per method, computed from the records: rank-1 at the highest LR rate it trained on, at
+    the highest rate it did not, the drop between them, and rank-1 at rate 1 (HR). Where the
+    queries are genuinely LR (only r = 1, the queries as captured, counts as seen), from r = 1."""
     sub = long[long.dataset == dataset]
     out = []
     for label, g in sub.groupby("label"):
-        g = g.set_index("rate")
-        seen_lr = [r for r in g.index if g.loc[r, "seen"] and r > 1]
+        g = _finite(g).set_index("rate")
+        seen = [r for r in g.index if g.loc[r, "seen"]]
+        seen_lr = [r for r in seen if r > 1]
         unseen = [r for r in g.index if not g.loc[r, "seen"]]
-        if not seen_lr or not unseen:
+        if not seen or not unseen:
             continue
-        a, b = max(seen_lr), max(unseen)
+        b = max(unseen)
+        if seen_lr:
+            a = max(seen_lr)
+            start = f"rank-1 {g.loc[a, 'rank1']:.1f} at r={a} (the highest rate it trained on)"
+        else:
+            a = max(seen)
+            start = f"rank-1 {g.loc[a, 'rank1']:.1f} on the queries as captured (r={a})"
         drop = g.loc[a, "rank1"] - g.loc[b, "rank1"]
-        text = (f"{label}: rank-1 {g.loc[a, 'rank1']:.1f} at r={a} (the highest rate it "
-                f"trained on) and {g.loc[b, 'rank1']:.1f} at r={b} (unseen), a drop of "
+        text = (f"{label}: {start} and {g.loc[b, 'rank1']:.1f} at r={b} (unseen), a drop of "
                 f"{drop:.1f} points")
-        if 1 in g.index:
+        if 1 in g.index and a != 1:
             text += f"; {g.loc[1, 'rank1']:.1f} on the HR queries (r=1)"
         out.append(text + f" (n={int(g.n.max())}).")
     return out
@@ -80,24 +97,27 @@ def sentences(long: pd.DataFrame, dataset: str) -> list[str]:
 
 def overview(long: pd.DataFrame, dataset: str) -> str | None:
     """One sentence across methods, computed from the records: every method's rank-1 at the
-    highest rate none of them trained on (highest first), and which method lost the least and
-    the most from its highest seen LR rate to there."""
-    sub = long[long.dataset == dataset]
-    unseen = sorted(set(sub[~sub.seen].rate))
-    if sub.empty or not unseen or sub.label.nunique() < 2:
+    highest rate that none of the rows measured there trained on (highest first), and which
+    of them lost the least and the most from its highest trained rate to there."""
+    sub = _finite(long[long.dataset == dataset])
+    if sub.empty or sub.label.nunique() < 2:
         return None
-    b = unseen[-1]
+    # rates unseen by every row that has them, and measured in at least two rows
+    candidates = [r for r in sorted(set(sub.rate))
+                  if not sub[sub.rate == r].seen.any() and sub[sub.rate == r].label.nunique() >= 2]
+    if not candidates:
+        return None
+    b = candidates[-1]
     at_b, drops = {}, {}
     for label, g in sub.groupby("label"):
         g = g.set_index("rate")
         if b not in g.index:
             continue
         at_b[label] = float(g.loc[b, "rank1"])
-        seen_lr = [r for r in g.index if g.loc[r, "seen"] and r > 1]
+        seen = [r for r in g.index if g.loc[r, "seen"]]
+        seen_lr = [r for r in seen if r > 1] or seen
         if seen_lr:
             drops[label] = float(g.loc[max(seen_lr), "rank1"]) - at_b[label]
-    if len(at_b) < 2:
-        return None
     order = sorted(at_b, key=lambda k: (-at_b[k], k))
     text = (f"Across methods at r={b}, which none trained on: "
             + ", ".join(f"{k} {at_b[k]:.1f}" for k in order) + " (rank-1, highest first)")

@@ -97,7 +97,7 @@ class _Images:
 
 
 def draw(record: dict[str, Any], ranks: dict[str, Any], k: int = 10, worst: int = 4,
-         random: int = 4, data_root: str | None = None, dpi: int = 80) -> bytes:
+         random: int = 4, data_root: str | None = None, dpi: int = 110) -> bytes:
     """PNG bytes of the ranked lists of the chosen queries."""
     import matplotlib
 
@@ -134,15 +134,15 @@ def draw(record: dict[str, Any], ranks: dict[str, Any], k: int = 10, worst: int 
                 continue
             img, title, color = panels[col]
             ax.imshow(img)
-            ax.set_title(title, fontsize=5.5)
+            ax.set_title(title, fontsize=6)
             for spine in ax.spines.values():
                 spine.set_edgecolor(color)
                 spine.set_linewidth(2.5 if col >= lead else 0.5)
     order = (f"rows: the {worst} lowest-AP queries (lowest first), then {random} random "
              f"queries (seed {DRAW_SEED})")
     fig.suptitle(f"{record['method']} on {record['dataset']} (seed {record['seed']}): top-{k} "
-                 f"by {ranks['distance']} distance; green = same identity; {order}",
-                 fontsize=6.5)
+                 f"by {ranks['distance']} distance; green = same identity;\n{order}",
+                 fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)

@@ -79,6 +79,9 @@ def test_profile_record(records):
         assert rec["throughput"][path]["peak_memory"]["bytes"] > 0
         assert rec["throughput"][path]["warmup_steps"] == 0
     assert rec["precision"] == "fp32" and rec["layout"] == "contiguous"
+    load = rec["machine_load"]
+    assert load["other_processes_cores"] is None or load["other_processes_cores"] >= 0.0
+    assert "other_processes_cores" in load["note"]
     assert cost.record_name(rec).startswith("profile__ftwa__smoke__cpu__fp32__contiguous__bs4")
 
 

@@ -302,6 +302,8 @@ def test_record_context_mode_and_resumed_time(tmp_path, monkeypatch):
     assert stat.S_IMODE(os.stat(rec["path"]).st_mode) == 0o666 & ~_umask()
     load = rec["machine_load"]
     assert load["start"]["cpu_count"] == os.cpu_count() and "loadavg_1m" in load["end"]
+    assert load["other_processes_cores"] is None or load["other_processes_cores"] >= 0.0
+    assert "other_processes_cores" in load["note"]
     assert rec["timings"]["train_s_before_resume"] == 0.0
     assert rec["timings"]["train_s"] <= rec["timings"]["total_s"]
 
@@ -562,3 +564,35 @@ def test_missing_data_names_the_option_the_variable_and_the_stand_in(tmp_path, c
     (tmp_path / "data").mkdir()
     assert main(["run", "--method", "ftwa", "--dataset", "caviar", "--profile", "smoke"]) == 2
     assert "no folder data/caviar" in capsys.readouterr().err
+
+
+def test_other_processes_cores_counts_others_not_ourselves():
+    """The contention measure: a job spinning in another process shows as about one core; this
+    process's own busy time does not count; the arithmetic is (busy - own) / wall."""
+    import subprocess
+    import sys
+    import time
+
+    from benchmark.environment import cpu_snapshot, others_busy
+
+    assert others_busy({"wall": 0.0, "busy": 10.0, "own": 1.0},
+                       {"wall": 2.0, "busy": 13.0, "own": 2.0}) == 1.0
+    assert others_busy({"wall": 0.0, "busy": 10.0, "own": 1.0},
+                       {"wall": 2.0, "busy": 10.5, "own": 2.0}) == 0.0  # never negative
+    assert others_busy(None, {"wall": 1.0, "busy": 0.0, "own": 0.0}) is None
+    if cpu_snapshot() is None:
+        pytest.skip("no /proc/stat here")
+
+    start = cpu_snapshot()
+    t = time.monotonic()
+    while time.monotonic() - t < 0.8:  # this process busy: not counted
+        pass
+    own_only = others_busy(start, cpu_snapshot())
+    spinner = subprocess.Popen([sys.executable, "-c",
+                                "import time\nt = time.monotonic()\n"
+                                "while time.monotonic() - t < 1.5: pass"])
+    start = cpu_snapshot()
+    time.sleep(1.2)
+    with_other = others_busy(start, cpu_snapshot())
+    spinner.wait()
+    assert with_other - own_only > 0.4, (own_only, with_other)

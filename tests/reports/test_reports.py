@@ -85,6 +85,10 @@ def test_table_cells_are_the_means_of_the_records(results):
     assert ftwa.loc["R5", "diff"] == pytest.approx(np.mean([90, 94, 95]) - 97.8)
     sing = long[long.method == "SING"]
     assert set(sing.status) == {"published, not run here"} and (sing.n == 0).all()
+    # a method the suite has, with no run on these datasets here, is not "not run here"
+    empty = table1(agg[agg.method != "ftwa"], "smoke", paper_tables())
+    assert set(empty[empty.method == "FTWA"].status) == {
+        "published; in the suite, no run of it here"}
     ladder = table2(agg, "smoke", paper_tables(), "mlr-cuhk03").set_index(["method", "rank"])
     assert ladder.loc[("Baseline", "R1"), "paper"] == 46.3
     assert ladder.loc[("Baseline", "R1"), "mean"] == pytest.approx(45.0)
@@ -319,9 +323,17 @@ def test_literature_table_cells_name_their_source():
 
     data = literature()
     table = literature_table()
-    marks = {f"[{k}]" for k in range(1, len(data["sources"]) + 1)}
+    marks = {str(k) for k in range(1, len(data["sources"]) + 1)}
     cells = [c for col in table.columns[1:] for c in table[col] if c != "—"]
-    assert cells and all(c.split()[-1] in marks for c in cells)
+    cited = [c[c.rindex("[") + 1:-1].split(", ") for c in cells]
+    assert cells and all(c.endswith("]") and set(k) <= marks for c, k in zip(cells, cited))
+    # a number another source confirms cites both (RIFE's own abstract is source 2)
+    rife = table.set_index("method").loc["RIFE"]
+    assert rife["mlr-cuhk03"] == "73.3 / 92.6 [1, 2]" and rife["mlr-viper"].endswith(" [1]")
+    # every source is cited by some cell, or is the one whose rows are pending
+    pending = ([str(list(data["sources"]).index(data["pending"]["source"]) + 1)]
+               if data.get("pending") else [])
+    assert {k for ks in cited for k in ks} | set(pending) == marks
     # the paper's own Table 1 rows are the project's copy of it, number for number
     paper = paper_tables()["table1"]
     for name, row in paper.items():
@@ -356,5 +368,44 @@ def test_a_literature_cell_without_a_known_source_is_refused(monkeypatch):
     try:
         with pytest.raises(UserError, match="source 'b'"):
             lit.literature()
+        lit.literature.cache_clear()
+        bad = ("sources: {a: {cite: A, where: t}}\n"
+               "methods:\n  X: {results: {caviar: {rank1: 1, source: a, confirmed_by: c}}}\n")
+        with pytest.raises(UserError, match="confirmed_by 'c'"):
+            lit.literature()
     finally:
         lit.literature.cache_clear()
+
+
+def _long(rows):
+    import pandas as pd
+
+    return pd.DataFrame([{"dataset": "d", "label": label, "rate": rate, "seen": seen, "n": n,
+                          "rank1": r1, "rank1_std": 1.0, "mAP": r1 - 10, "mAP_std": 1.0,
+                          "generated": True} for label, rate, seen, n, r1 in rows])
+
+
+def test_sweep_sentences_for_genuinely_lr_queries_and_mixed_protocols():
+    """CAVIAR-like rows (only r = 1, the queries as captured, seen) still get their sentence;
+    a rate one row trained on is starred per cell, not in the header, and the across-methods
+    sentence takes the highest rate no row trained on; a NaN cell is left out, not printed."""
+    from reports.sweep import overview, sentences, sweep_table
+
+    caviar = _long([("a", 1, True, 3, 40.0), ("a", 2, False, 3, 30.0), ("a", 4, False, 3, 20.0),
+                    ("b", 1, True, 3, 44.0), ("b", 2, False, 3, 35.0), ("b", 4, False, 3, 25.0)])
+    assert sentences(caviar, "d")[0] == ("a: rank-1 40.0 on the queries as captured (r=1) and "
+                                         "20.0 at r=4 (unseen), a drop of 20.0 points (n=3).")
+    assert overview(caviar, "d") == (
+        "Across methods at r=4, which none trained on: b 25.0, a 20.0 (rank-1, highest first); "
+        "the smallest drop from the highest trained rate is b's (19.0 points), the largest "
+        "a's (20.0).")
+    mixed = _long([("a", 2, True, 1, 80.0), ("a", 4, True, 1, 70.0), ("a", 8, False, 1, 50.0),
+                   ("b", 2, True, 2, 82.0), ("b", 4, False, 2, 60.0), ("b", 8, False, 2, 40.0),
+                   ("c", 2, True, 2, float("nan")), ("c", 8, False, 2, 45.0)])
+    table = sweep_table(mixed, "d")
+    assert list(table.columns) == ["method", "n", "r=2", "r=4", "r=8*"]
+    assert table.set_index("method").loc["b", "r=4"] == "60.0 ± 1.0*"  # b never saw r=4
+    assert table.set_index("method").loc["a", "r=4"] == "70.0"  # one run: no spread
+    text = overview(mixed, "d")
+    assert text.startswith("Across methods at r=8, which none trained on: a 50.0, c 45.0, b 40.0")
+    assert "nan" not in text and "a's (20.0 points), the largest b's (42.0)" in text
