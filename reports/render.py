@@ -221,7 +221,7 @@ def _ranked_lists(frame: pd.DataFrame, profile: str) -> list[Figure]:
         try:
             record = load_record(first["path"])
             png = draw(record, load_ranks(first["path"]), RANKS_K, RANKS_WORST, RANKS_RANDOM,
-                       dpi=55)
+                       dpi=85)
         except UserError as exc:
             log.warning("no ranked-list figure for %s on %s: %s", label, dataset, exc)
             continue
