@@ -110,7 +110,7 @@ def table1(agg: pd.DataFrame, profile: str, paper: dict[str, Any]) -> pd.DataFra
     rows = []
     in_suite = set(names.values())
     for name, label, published in entries:
-        status = ("published; in the suite, no run of it here" if label is None
+        status = ("published; in the suite, not run on these datasets here" if label is None
                   and name in in_suite else
                   "published, not run here" if label is None else
                   "paper vs reproduced" if published else "reproduced (not in the paper)")

@@ -88,7 +88,7 @@ def test_table_cells_are_the_means_of_the_records(results):
     # a method the suite has, with no run on these datasets here, is not "not run here"
     empty = table1(agg[agg.method != "ftwa"], "smoke", paper_tables())
     assert set(empty[empty.method == "FTWA"].status) == {
-        "published; in the suite, no run of it here"}
+        "published; in the suite, not run on these datasets here"}
     ladder = table2(agg, "smoke", paper_tables(), "mlr-cuhk03").set_index(["method", "rank"])
     assert ladder.loc[("Baseline", "R1"), "paper"] == 46.3
     assert ladder.loc[("Baseline", "R1"), "mean"] == pytest.approx(45.0)
