@@ -163,9 +163,8 @@ def _measure(method: Method, cfg: dict[str, Any], device: torch.device, batch: i
 
 
 def _load_block(device, load_start: dict[str, Any], cpu_start) -> dict[str, Any]:
-    others = environment.others_busy(cpu_start, environment.cpu_snapshot())
     return {"start": load_start, "end": environment.machine_load(device),
-            "other_processes_cores": None if others is None else round(others, 3),
+            "other_processes_cores": environment.others_since(cpu_start),
             "note": "other_processes_cores: how many CPU cores other processes kept busy on "
                     "average while this method was profiled (/proc/stat less this process's "
                     "own CPU time); near 0 means an idle machine, and above about 0.2 the "

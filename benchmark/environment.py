@@ -87,7 +87,12 @@ def others_busy(start: dict[str, float] | None, end: dict[str, float] | None) ->
     if not start or not end or end["wall"] - start["wall"] <= 0:
         return None
     other = (end["busy"] - start["busy"]) - (end["own"] - start["own"])
-    return max(0.0, other / (end["wall"] - start["wall"]))
+    return round(max(0.0, other / (end["wall"] - start["wall"])), 3)
+
+
+def others_since(start: dict[str, float] | None) -> float | None:
+    """``others_busy`` from ``start`` (a ``cpu_snapshot``) to now."""
+    return others_busy(start, cpu_snapshot())
 
 
 def machine_load(device: torch.device) -> dict[str, Any]:

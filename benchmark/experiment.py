@@ -109,13 +109,6 @@ def run_lock(out_dir: Path, rid: str) -> Iterator[Path]:
         fh.close()
 
 
-def _others(cpu_start) -> float | None:
-    """Cores other processes kept busy since ``cpu_start`` (under torchrun the other ranks
-    count as other processes)."""
-    others = environment.others_busy(cpu_start, environment.cpu_snapshot())
-    return None if others is None else round(others, 3)
-
-
 def ranks_path(out_dir: Path, rid: str) -> Path:
     return Path(out_dir) / f"{rid}.ranks.json"
 
@@ -371,7 +364,8 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
                     "train_s_before_resume": training["train_s_before_resume"]}
         | evaluation["timings"] | {"total_s": time.perf_counter() - t_start},
         "machine_load": {"start": load_start, "end": environment.machine_load(device),
-                         "other_processes_cores": _others(cpu_start),
+                         # under torchrun the other ranks count as other processes
+                         "other_processes_cores": environment.others_since(cpu_start),
                          "note": "other_processes_cores: how many CPU cores other processes "
                                  "kept busy on average during the run (/proc/stat less this "
                                  "process's own CPU time): near 0 means the timings come from "

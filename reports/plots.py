@@ -34,9 +34,13 @@ def _style(i: int) -> dict:
             "marker": _MARKERS[(i // len(colors)) % len(_MARKERS)]}
 
 
-def _legend_outside(ax, n: int) -> None:
-    """The legend right of the axes once there are more series than fit inside them."""
-    if n > 6:
+#: more legend entries than this and the legend goes right of the axes (the figure widens)
+CROWDED = 6
+
+
+def _legend(ax, outside: bool) -> None:
+    """The legend inside the axes, or right of them where it would cover the data."""
+    if outside:
         ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
     else:
         ax.legend(fontsize=7, loc="best")
@@ -45,7 +49,8 @@ def _legend_outside(ax, n: int) -> None:
 def cmc_curves(frame: pd.DataFrame, title: str) -> bytes:
     """Mean CMC (rank 1..50) per method over its runs."""
     groups = sorted(frame.groupby("label"), key=lambda kv: kv[0])
-    fig, ax = plt.subplots(figsize=(8.4 if len(groups) > 6 else 5.2, 3.4))
+    crowded = len(groups) > CROWDED
+    fig, ax = plt.subplots(figsize=(8.4 if crowded else 5.2, 3.4))
     lowest = 100.0
     for i, (method, g) in enumerate(groups):
         curves = np.array([np.asarray(c, dtype=float) for c in g["cmc"]])
@@ -62,7 +67,7 @@ def cmc_curves(frame: pd.DataFrame, title: str) -> bytes:
     ax.set_ylim(max(0.0, 10.0 * np.floor(lowest / 10.0) - 5.0), 100.5)
     ax.grid(alpha=0.3)
     ax.set_title(title, fontsize=9)
-    _legend_outside(ax, len(groups))
+    _legend(ax, crowded)
     return _png(fig)
 
 
@@ -88,7 +93,7 @@ def rank1_by_rate(frame: pd.DataFrame, title: str) -> bytes:
         for rate, m in (r["by_rate"] or {}).items():
             rows.append({"method": r["label"], "rate": int(rate), "rank1": m["rank1"]})
     data = pd.DataFrame(rows).groupby(["method", "rate"])["rank1"].mean().unstack()
-    many = len(data.index) > 6
+    many = len(data.index) > CROWDED
     fig, ax = plt.subplots(figsize=(max(5.2, 0.75 * len(data.index) + 1.6), 3.8 if many else 3.4))
     width = 0.8 / max(1, len(data.columns))
     x = np.arange(len(data.index))
@@ -98,7 +103,7 @@ def rank1_by_rate(frame: pd.DataFrame, title: str) -> bytes:
     ax.set_xticklabels(data.index, rotation=30 if many else 20, ha="right", fontsize=7)
     ax.set_ylabel("rank-1 (%)")
     ax.set_ylim(0, 100)
-    _legend_outside(ax, 7 if many else 1)
+    _legend(ax, many)
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title, fontsize=9)
     return _png(fig)
@@ -140,7 +145,7 @@ def rank1_vs_query_rate(long: pd.DataFrame, title: str, reference: tuple[str, fl
     seen_lr = sorted(set(long[long.seen & (long.rate > 1)].rate)) if unit == "rate" else []
     # legend entries: one per row, the shading and the reference line
     entries = long.label.nunique() + bool(seen_lr) + (reference is not None)
-    wide = entries > 6
+    wide = entries > CROWDED
     fig, ax = plt.subplots(figsize=(9.2 if wide else 6.4, 4.2 if wide else 3.8))
     if seen_lr:
         ax.axvspan(min(seen_lr) - 0.4, max(seen_lr) + 0.4, color="0.9", zorder=0,
@@ -162,5 +167,5 @@ def rank1_vs_query_rate(long: pd.DataFrame, title: str, reference: tuple[str, fl
     ax.set_ylabel("rank-1 (%)")
     ax.grid(alpha=0.3)
     ax.set_title(title + " (hollow: unseen in training)", fontsize=9)
-    _legend_outside(ax, entries)
+    _legend(ax, wide)
     return _png(fig)
