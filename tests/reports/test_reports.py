@@ -409,3 +409,8 @@ def test_sweep_sentences_for_genuinely_lr_queries_and_mixed_protocols():
     text = overview(mixed, "d")
     assert text.startswith("Across methods at r=8, which none trained on: a 50.0, c 45.0, b 40.0")
     assert "nan" not in text and "a's (20.0 points), the largest b's (42.0)" in text
+    # a rate one row trained on is not "a rate none trained on", even when it is the highest
+    one_saw_8 = _long([("x", 4, True, 1, 70.0), ("x", 6, False, 1, 60.0), ("x", 8, True, 1, 65.0),
+                       ("y", 4, True, 1, 72.0), ("y", 6, False, 1, 58.0), ("y", 8, False, 1, 50.0)])
+    assert overview(one_saw_8, "d").startswith("Across methods at r=6, which none trained on: "
+                                               "x 60.0, y 58.0")
