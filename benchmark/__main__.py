@@ -29,15 +29,25 @@ def check_datasets_package() -> None:
     """Stop with one clear line when ``import datasets`` is not mlr-bench's package.
 
     Hugging Face's ``datasets`` has the same top-level name; whichever comes first on
-    ``sys.path`` wins.
+    ``sys.path`` wins. The package is found, not imported (importing it imports torch).
     """
+    import importlib.util
+
     try:
-        import datasets
-    except Exception as exc:  # noqa: BLE001 - any failure here means the import is not ours
+        spec = importlib.util.find_spec("datasets")
+    except (ImportError, ValueError) as exc:
         raise UserError(f"'import datasets' failed ({exc}); mlr-bench's datasets package should "
                         f"be importable (run from {PROJECT_ROOT} or pip install it)") from exc
-    if not getattr(datasets, "MLR_BENCH", False):
-        where = getattr(datasets, "__file__", None) or "an unknown location"
+    if spec is None:
+        raise UserError("no package 'datasets' is importable; mlr-bench's datasets package "
+                        f"should be (run from {PROJECT_ROOT} or pip install it)")
+    origin = Path(spec.origin) if spec.origin else None
+    try:
+        ours = origin is not None and "MLR_BENCH = True" in origin.read_text()
+    except OSError:
+        ours = False
+    if not ours:
+        where = spec.origin or "an unknown location"
         raise UserError(
             f"'import datasets' resolves to {where}, not mlr-bench's datasets package "
             "(probably Hugging Face 'datasets' in this environment); use a separate virtual "
@@ -76,15 +86,14 @@ def default_data_root() -> str:
 
 # -- subcommands ---------------------------------------------------------------------------------
 def cmd_list(args: argparse.Namespace) -> int:
+    from benchmark import names
     from benchmark.config import list_profiles
-    from datasets import DATASETS
-    from methods import METHODS
 
     if args.keys:
         return print_keys(args.profile)
     sections = [
-        ("Methods", {n: c.description for n, c in METHODS.items()}),
-        ("Datasets", {n: s.description for n, s in DATASETS.items()}),
+        ("Methods", names.methods()),
+        ("Datasets", names.datasets()),
         ("Profiles", list_profiles()),
     ]
     for title, items in sections:
@@ -92,6 +101,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         width = max(len(n) for n in items)
         for name, desc in items.items():
             print(f"  {name:<{width}}  {desc}")
+    for kind, group in (("method", "mlr_bench.methods"), ("dataset", "mlr_bench.datasets")):
+        found = names.plugins(group)
+        if found:
+            print(f"Installed {kind} plugins (entry points of {group}, loaded when used): "
+                  + ", ".join(found))
     print("Config keys: python -m benchmark list --keys [--profile P]")
     return 0
 
@@ -175,6 +189,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if not args.records:
         raise UserError("evaluate: give at least one run record (RECORD.json)")
+    side = [p for p in args.records if p.endswith(".ranks.json")]
+    if side:  # a glob such as results/*.json also matches the runs' ranked lists
+        print(f"skipping {len(side)} ranked-list file(s) (<run id>.ranks.json: rewritten with "
+              "their record, not records themselves)")
+        args.records = [p for p in args.records if p not in side]
+        if not args.records:
+            raise UserError("evaluate: the files given are ranked lists only; give run records "
+                            "(<run id>.json)")
     for path in args.records:
         if not Path(path).is_file():
             raise UserError(f"{path}: no such run record (expected a <run id>.json written by "
@@ -396,11 +418,14 @@ def print_suite_summary(records: list[dict], variant_text) -> None:
         return
     width = max([14] + [len(m) + 2 for m, _ in groups])
     print(f"{'method':<{width}}{'dataset, config':<28}{'n':>3}  {'rank1':>13}  {'mAP':>13}")
+    def cell(stat: dict, n: int) -> str:  # one run has no spread to show
+        return (f"{stat['mean']:6.2f} ± {stat['std']:4.2f}" if n > 1
+                else f"{stat['mean']:6.2f}{'':>7}")
+
     for (method, dataset), recs in sorted(groups.items()):
         s = summarize(recs, ("rank1", "mAP"))
-        print(f"{method:<{width}}{dataset:<28}{len(recs):>3}  "
-              f"{s['rank1']['mean']:6.2f} ± {s['rank1']['std']:4.2f}  "
-              f"{s['mAP']['mean']:6.2f} ± {s['mAP']['std']:4.2f}")
+        print(f"{method:<{width}}{dataset:<28}{len(recs):>3}  {cell(s['rank1'], len(recs))}  "
+              f"{cell(s['mAP'], len(recs))}")
 
 
 def suite_estimate(spec: dict, profile_dir: str) -> int:
@@ -499,6 +524,13 @@ def print_summary(record: dict) -> None:
             name = "rate sweep" if what == "sweep" else "height sweep"
             print(f"  {name} (rank-1 of all queries re-made at each; * unseen in training): "
                   + ", ".join(cells))
+    rr = m.get("rerank")
+    if rr:
+        par = rr["params"]
+        print(f"  re-ranked (k-reciprocal, k1 {par['k1']}, k2 {par['k2']}, lambda "
+              f"{par['lambda']:g}, {par['form']} form): rank1 {rr['rank1']:.2f}  mAP "
+              f"{rr['mAP']:.2f}  ({rr['rank1'] - m['rank1']:+.2f} / {rr['mAP'] - m['mAP']:+.2f} "
+              "against the plain distance)")
     ctrl = record.get("control_hr_to_hr")
     if ctrl:
         print(f"  HR->HR control: rank1 {ctrl['rank1']:.2f}  mAP {ctrl['mAP']:.2f}  "
@@ -546,11 +578,11 @@ def _add_device(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from datasets import DATASETS
-    from datasets.synth import stand_ins
-    from methods import METHODS
+    from benchmark import names
 
-    methods, datasets, likes = METHODS.names(), DATASETS.names(), sorted(stand_ins())
+    methods, datasets = list(names.methods()), list(names.datasets())
+    stand_ins = names.stand_ins()
+    likes = sorted(stand_ins)
     parser = argparse.ArgumentParser(
         prog="python -m benchmark",
         description="mlr-bench: cross-resolution (MLR) person re-identification benchmark.",
@@ -683,7 +715,7 @@ def build_parser() -> argparse.ArgumentParser:
         "synth", help="write generated people in an original dataset's layout",
         description="Write generated people with the folder structure, file names, formats and "
         "image sizes of an original dataset (" + ", ".join(
-            f"{like} for {spec.name}" for like, spec in sorted(stand_ins().items()))
+            f"{like} for {name}" for like, name in sorted(stand_ins.items()))
         + "), so every loader and protocol runs without the real data. A marker file labels "
         "every result from it as generated.",
         epilog="Example: python -m benchmark synth --like caviar --root /tmp/mlr && "

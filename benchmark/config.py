@@ -37,16 +37,28 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.interpolation": ("bicubic", "bilinear", "nearest", "lanczos"),
     "train.optimizer": ("adam", "sgd"),
     "distributed.triplet": ("global", "local"),
+    "eval.rerank_form": ("code", "paper"),
+    "train.erasing_fill": ("random", "mean"),
 }
 #: the sections of defaults.yaml, read by every run
 COMMON_SECTIONS = ("model", "data", "train", "loss", "eval")
 #: common keys that are part of the run id rather than the config hash
 NOT_HASHED = ("data.trial",)
+#: common keys added after the first committed records, with the value that gives the behaviour
+#: from before them: at that value a key is left out of the config hash, so every run that does
+#: not use it keeps its run id (and ``run`` finds its stored record)
+ADDED_LATER: dict[str, Any] = {
+    "train.random_erasing": 0.0,
+    "train.erasing_area": [0.02, 0.4],
+    "train.erasing_aspect": 0.3,
+    "train.erasing_fill": "random",
+}
 #: evaluation keys that add measurements to a record (the resolution sweeps, the ranked lists)
 #: without changing what is trained or the run's main metrics: left out of the config hash, so
 #: the same run keeps its id with or without them and ``benchmark evaluate`` can add them to a
 #: stored run from its kept weights
-MEASUREMENT_ONLY = ("eval.sweep_rates", "eval.sweep_heights", "eval.ranks_top_k")
+MEASUREMENT_ONLY = ("eval.sweep_rates", "eval.sweep_heights", "eval.ranks_top_k", "eval.rerank",
+                    "eval.rerank_k1", "eval.rerank_k2", "eval.rerank_lambda", "eval.rerank_form")
 
 
 @dataclass(frozen=True)
@@ -254,6 +266,9 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "train.milestones": (0, None),
     "train.gamma": (POSITIVE, None),
     "train.pad_crop": (0, None),
+    "train.random_erasing": (0, 1.0),
+    "train.erasing_area": (POSITIVE, 1.0),
+    "train.erasing_aspect": (POSITIVE, 1.0),
     "train.checkpoint_every": (1, None),
     "loss.lambda_cls": (0, None),
     "loss.lambda_tri": (0, None),
@@ -263,9 +278,13 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "eval.batch_size": (1, None),
     "eval.max_rank": (1, None),
     "eval.single_shot_repeats": (1, None),
+    "eval.rerank_k1": (1, None),
+    "eval.rerank_k2": (1, None),
+    "eval.rerank_lambda": (0, 1.0),
 }
 #: list-valued keys that must not be empty, with their length if fixed
-LISTS: dict[str, int | None] = {"model.input_size": 2, "data.rates": None}
+LISTS: dict[str, int | None] = {"model.input_size": 2, "data.rates": None,
+                                "train.erasing_area": 2}
 
 
 def _bounds_text(low: float | None, high: float | None) -> str:
@@ -332,6 +351,10 @@ def validate(cfg: dict[str, Any]) -> None:
                             f"{key}=[1,2,3,4,6,8]; got {value!r}")
         if len(set(value)) != len(value):
             raise UserError(f"config '{key}' lists a value twice; got {value!r}")
+    low, high = train["erasing_area"]
+    if low > high:
+        raise UserError(f"config 'train.erasing_area' must be [low, high] with low <= high; got "
+                        f"{train['erasing_area']}")
     milestones = train["milestones"]
     if list(milestones) != sorted(milestones):
         raise UserError(f"config 'train.milestones' must be in increasing order; got "
@@ -385,6 +408,10 @@ def run_config(cfg: dict[str, Any], method_section: str | None, dataset_section:
     for key in MEASUREMENT_ONLY:
         section, name = key.split(".")
         out.get(section, {}).pop(name, None)
+    for key, neutral in ADDED_LATER.items():
+        section, name = key.split(".")
+        if section in out and out[section].get(name, neutral) == neutral:
+            out[section].pop(name, None)
     data = {k: copy.deepcopy(v) for k, v in cfg["data"].items()
             if not isinstance(v, dict) and f"data.{k}" not in NOT_HASHED}
     if keep_dataset and dataset_section:

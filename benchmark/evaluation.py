@@ -50,17 +50,50 @@ def embed_images(method: Method, images: torch.Tensor, flags: torch.Tensor,
     return {k: torch.cat(v) for k, v in parts.items()}
 
 
-def metric_of(dist: torch.Tensor, q_pids: np.ndarray, g_pids: np.ndarray, q_cams: np.ndarray,
-              g_cams: np.ndarray, single_shot: bool, cfg: dict[str, Any]) -> RankResult:
+def metric_of(dist: torch.Tensor | None, q_pids: np.ndarray, g_pids: np.ndarray,
+              q_cams: np.ndarray, g_cams: np.ndarray, single_shot: bool, cfg: dict[str, Any],
+              draw_distance=None) -> RankResult:
     """The protocol's metric of a distance matrix (Market-style, or single-shot with the
-    repeatable gallery draw of ``data.seed``)."""
+    repeatable gallery draw of ``data.seed``). ``draw_distance``: single-shot distances that
+    depend on the gallery drawn (``benchmark.metrics.single_shot_metrics``)."""
     args = (dist, q_pids, g_pids, q_cams, g_cams)
     max_rank = int(cfg["eval"]["max_rank"])
     if single_shot:
         rng = np.random.default_rng([int(cfg["data"]["seed"]), 99])
         return single_shot_metrics(*args, repeats=int(cfg["eval"]["single_shot_repeats"]),
-                                   generator=rng, max_rank=max_rank)
+                                   generator=rng, max_rank=max_rank,
+                                   draw_distance=draw_distance)
     return rank_metrics(*args, max_rank=max_rank)
+
+
+def reranked(method: Method, prep: Prepared, q: dict[str, torch.Tensor],
+             g: dict[str, torch.Tensor], cfg: dict[str, Any]) -> dict[str, Any]:
+    """The main metrics again after k-reciprocal re-ranking (``benchmark.rerank``) of the
+    method's test distance. On a single-shot protocol each gallery draw is re-ranked on its
+    own: re-ranking reads the gallery's neighbourhoods, and a drawn gallery holds one image per
+    person, so the other images of a person never vote."""
+    from benchmark.rerank import params_from_config, rerank_embeddings
+
+    params = params_from_config(cfg["eval"])
+    t0 = time.perf_counter()
+    single = prep.data.info.get("metric") == "single-shot"
+
+    def on(gallery_rows: np.ndarray | None) -> np.ndarray:
+        sub = g if gallery_rows is None else {k: v[torch.as_tensor(gallery_rows)]
+                                              for k, v in g.items()}
+        return rerank_embeddings(method.distance, q, sub, params)
+
+    if single:
+        result = metric_of(None, prep.column(prep.query, "pid"), prep.column(prep.gallery, "pid"),
+                           prep.column(prep.query, "camid"), prep.column(prep.gallery, "camid"),
+                           True, cfg, draw_distance=on)
+    else:
+        result = _metric(prep, on(None), prep.query, prep.gallery, cfg, 0)
+    return result.summary() | {"cmc": (100.0 * result.cmc).round(4).tolist(),
+                               "params": params.as_dict(),
+                               "gallery": "each single-shot draw re-ranked on its own" if single
+                               else "the whole gallery",
+                               "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def _metric(prep: Prepared, dist: torch.Tensor, q: np.ndarray, g: np.ndarray,
@@ -122,6 +155,7 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
     t_sweep = time.perf_counter()
     sweep = resolution_sweep(method, prep, cfg, device, g, progress)
     t_sweep = time.perf_counter() - t_sweep
+    rerank = reranked(method, prep, q, g, cfg) if ecfg.get("rerank") else None
     k = int(ecfg["ranks_top_k"])
     ranks = (ranked_lists(prep, dist, k, "", method.distance_name or ecfg["distance"])
              if k > 0 else None)
@@ -140,7 +174,7 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
             "normalized": ecfg["normalize"],
             "ties": "stable sort (gallery order)",
             "by_rate": by_rate,
-        } | sweep,
+        } | sweep | ({"rerank": rerank} if rerank is not None else {}),
         "control": control,
         "timings": {"embed_s": t1 - t0, "eval_total_s": t2 - t0, "sweep_s": t_sweep,
                     "num_query": len(prep.query), "num_gallery": len(prep.gallery)},

@@ -127,6 +127,12 @@ def missing_measurements(record: dict[str, Any], cfg: dict[str, Any]) -> list[st
         lacking = {str(v) for v in cfg["eval"].get(key, [])} - set(metrics.get(what, {}))
         if lacking:
             out.append(f"metrics.{what} at {', '.join(sorted(lacking, key=int))}")
+    if cfg["eval"].get("rerank"):
+        from benchmark.rerank import params_from_config
+
+        have = (metrics.get("rerank") or {}).get("params")
+        if have != params_from_config(cfg["eval"]).as_dict():
+            out.append("metrics.rerank" + (" with these parameters" if have else ""))
     return out
 
 
@@ -434,13 +440,17 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
     record = load_record(path)
     rid = record["run_id"]
     cfg = copy.deepcopy(record["config"])
-    from benchmark.config import load_config
+    # keys a record older than them lacks get their defaults first (the keys added later, the
+    # value that gives the behaviour from before them)
+    from benchmark.config import ADDED_LATER, load_config
 
-    # keys a record older than them lacks get their defaults first
     defaults = load_config(record["profile"])
     for key in MEASUREMENT_ONLY:
         section, name = key.split(".")
         cfg[section].setdefault(name, copy.deepcopy(defaults[section][name]))
+    for key, neutral in ADDED_LATER.items():
+        section, name = key.split(".")
+        cfg[section].setdefault(name, copy.deepcopy(neutral))
     asked = []
     for text in overrides:
         key, value = parse_override(text)
@@ -494,8 +504,8 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
                         f"mAP {new['mAP']:.2f}, not the stored {old['rank1']:.2f} and "
                         f"{old['mAP']:.2f}: the weights or the evaluation changed; the record "
                         "is left as it was")
-    added = [k for k in ("sweep", "sweep_heights", "sweep_info") if k in new]
-    for k in ("sweep", "sweep_heights", "sweep_info"):
+    added = [k for k in ("sweep", "sweep_heights", "sweep_info", "rerank") if k in new]
+    for k in ("sweep", "sweep_heights", "sweep_info", "rerank"):
         record["metrics"].pop(k, None)
         if k in new:
             record["metrics"][k] = new[k]

@@ -111,12 +111,15 @@ def run_cell(cell: Cell | dict[str, Any]) -> dict[str, Any]:
 
     cell = Cell(**cell) if isinstance(cell, dict) else cell
     t0, started = time.perf_counter(), time.time()
+    progress = logging.getLogger("mlr_bench.progress")
     try:
         rec = run_experiment(cell.method, cell.dataset, cell.cfg, seed=cell.seed,
                              data_root=cell.data_root, out_dir=cell.out_dir,
                              device_name=cell.device, progress=False,
                              keep_model=cell.keep_model)
     except BaseException as exc:
+        progress.error("FAILED: %s: %s", type(exc).__name__, str(exc).splitlines()[0][:300]
+                       if str(exc) else "")
         try:
             write_text(cell.failed_marker, json.dumps({
                 "run_id": cell.run_id, "error": f"{type(exc).__name__}: {exc}",
@@ -126,6 +129,10 @@ def run_cell(cell: Cell | dict[str, Any]) -> dict[str, Any]:
             pass
         raise
     cell.failed_marker.unlink(missing_ok=True)
+    m = rec["metrics"]
+    progress.info("%s: rank1 %.2f  rank5 %.2f  mAP %.2f%s; record %s", rec["run_id"], m["rank1"],
+                  m["rank5"], m["mAP"], " (already stored)" if rec.get("skipped") else "",
+                  rec.get("path"))
     return {"run_id": rec["run_id"], "rank1": rec["metrics"]["rank1"],
             "mAP": rec["metrics"]["mAP"], "stored": bool(rec.get("skipped")),
             "seconds": time.perf_counter() - t0, "path": rec.get("path"),
@@ -153,10 +160,13 @@ def _local_worker(cell: dict[str, Any], slot: str | None, threads: int,
     torch.set_num_threads(max(1, threads))
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
-    for name in ("mlr_bench.progress", ""):
-        logger = logging.getLogger(name)
-        logger.addHandler(handler)
-        logger.setLevel(logging.INFO if name else logging.WARNING)
+    progress = logging.getLogger("mlr_bench.progress")
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False  # its lines reach the file once, not again through the root
+    root = logging.getLogger()
+    root.addHandler(handler)  # warnings of the rest of the suite
+    root.setLevel(logging.WARNING)
     return run_cell(cell)
 
 

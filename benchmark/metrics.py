@@ -135,22 +135,27 @@ def rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
 
 
 def single_shot_metrics(distmat, q_pids, g_pids, q_camids, g_camids, repeats: int,
-                        generator: np.random.Generator, max_rank: int = 50) -> RankResult:
+                        generator: np.random.Generator, max_rank: int = 50,
+                        draw_distance=None) -> RankResult:
     """Single-shot CMC/mAP: each repeat keeps one random gallery image per gallery pid.
 
     The draw is made once per repeat for the whole gallery with ``generator`` (repeatable);
     metrics are averaged over ``repeats``. With one image per id this equals ``rank_metrics``.
+    ``draw_distance``: a function of a draw (the sorted gallery indices kept) giving its
+    (Q, len(draw)) distances, for distances that depend on the gallery drawn (re-ranking);
+    ``distmat`` is then not read (None is fine).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1; got {repeats}")
-    dist = _as_numpy(distmat)
+    dist = None if draw_distance is not None else _as_numpy(distmat)
     g_pids_np, g_cams_np = _as_numpy(g_pids), _as_numpy(g_camids)
     results = []
     for _ in range(repeats):
         perm = generator.permutation(len(g_pids_np))
         _, first = np.unique(g_pids_np[perm], return_index=True)
         sel = np.sort(perm[first])
-        results.append(rank_metrics(dist[:, sel], q_pids, g_pids_np[sel], q_camids,
+        part = dist[:, sel] if dist is not None else draw_distance(sel)
+        results.append(rank_metrics(part, q_pids, g_pids_np[sel], q_camids,
                                     g_cams_np[sel], max_rank))
     return RankResult(
         cmc=np.mean([r.cmc for r in results], axis=0),

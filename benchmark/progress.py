@@ -12,8 +12,15 @@ import logging
 
 log = logging.getLogger("mlr_bench.progress")
 
-#: training longer than this on a device that is not a GPU gets a warning
-SLOW_RUN_S = 3600.0
+#: training longer than this on a device that is not a GPU gets a warning naming a faster
+#: profile
+SLOW_RUN_S = 15 * 60.0
+#: other processes keeping at least this many cores busy make the machine "shared"
+BUSY_CORES = 0.5
+#: what each profile can step down to on a CPU
+FASTER = {"paper": "--profile cpu trains a smaller model on 2 CPU cores in about five minutes, "
+                   "--profile smoke runs the whole pipeline in seconds",
+          "cpu": "--profile smoke runs the whole pipeline in seconds"}
 
 
 def human(seconds: float) -> str:
@@ -30,14 +37,22 @@ def phase(message: str) -> None:
     log.info(message)
 
 
-def estimate(seconds_per_step: float, steps_left: int, device_type: str, profile: str) -> float:
-    """Log the estimated remaining training time; warn when it is long on a CPU."""
+def estimate(seconds_per_step: float, steps_left: int, device_type: str, profile: str,
+             others: float | None = None, cores: int | None = None) -> float:
+    """Log the estimated remaining training time; say when other processes kept the CPU busy
+    during the steps it was measured on (``others``: cores, see
+    ``benchmark.environment.others_busy``), and name a faster profile when it is long on a
+    CPU."""
     total = seconds_per_step * steps_left
     log.info("estimated training time: %s (%d steps at %.2f s/step)", human(total), steps_left,
              seconds_per_step)
+    if others is not None and others >= BUSY_CORES:
+        of = f" of {cores}" if cores else ""
+        log.warning("other processes kept %.1f%s CPU cores busy during these steps: the machine "
+                    "is shared, so this run trains slower than on an idle one (its record keeps "
+                    "the measure as machine_load.other_processes_cores)", others, of)
     if device_type != "cuda" and total > SLOW_RUN_S:
-        hint = ("the `cpu` profile (--profile cpu) fits a CPU in about 10 minutes"
-                if profile != "cpu" else "use a GPU, or --profile smoke to try the pipeline")
+        hint = FASTER.get(profile, "--profile smoke runs the whole pipeline in seconds")
         log.warning("this run would train for about %s on %s, not a GPU: %s", human(total),
                     device_type, hint)
     return total

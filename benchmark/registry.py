@@ -48,8 +48,14 @@ class Registry(Generic[T]):
         if name in self._items:
             if self._items[name] is item:
                 return item
+            taken = self._items[name]
+            hint = ""
+            if (isinstance(item, type) and isinstance(taken, type) and issubclass(item, taken)
+                    and "name" not in vars(item)):
+                hint = (f"; {item.__name__} inherits name '{name}' from {taken.__name__}: set "
+                        f"its own, e.g. name = \"{_suggest_name(item.__name__)}\"")
             raise RegistryError(f"{self.kind} name '{name}' is already registered (by "
-                                f"{_where(self._items[name])}); {_where(item)} cannot take it")
+                                f"{_where(taken)}); {_where(item)} cannot take it{hint}")
         self._items[name] = item
         return item
 
@@ -106,6 +112,13 @@ class Registry(Generic[T]):
         return self._items[name]
 
     __getitem__ = get
+
+
+def _suggest_name(class_name: str) -> str:
+    """MyMethod -> my-method."""
+    import re
+
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", class_name).lower()
 
 
 def _where(item: object) -> str:

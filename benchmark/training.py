@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmark import distributed as dist_mod
+from benchmark import environment
 from benchmark import progress as progress_log
 from benchmark.errors import DivergenceError, UserError
 from benchmark.optim import build_optimizer, build_scheduler
@@ -180,6 +182,9 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
     flags = prep.flags(prep.train)
     native = prep.native_size(prep.train)
     use_amp = bool(tcfg["amp"]) and device.type == "cuda"
+    erasing = {"probability": float(tcfg["random_erasing"]),
+               "area": tuple(tcfg["erasing_area"]), "aspect": float(tcfg["erasing_aspect"]),
+               "fill": tcfg["erasing_fill"]}
     method.train()
     images_seen = 0
     train_seconds = 0.0  # this process's training
@@ -189,6 +194,7 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
                            f"(batch {tcfg['batch_size']}, {len(prep.train)} images) on "
                            f"{device}")
     estimated = False
+    cpu_at_start = environment.cpu_snapshot()  # other processes' load during the first steps
     for epoch in range(start_epoch, tcfg["epochs"]):
         aug_gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
         sums: dict[str, float] = {}
@@ -199,7 +205,7 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
         for step, global_idx in enumerate(bar):
             # every process augments the whole global batch alike, then takes its block
             x = augment(prep.images[prep.train[global_idx]], aug_gen, tcfg["flip"],
-                        tcfg["pad_crop"])
+                        tcfg["pad_crop"], erasing)
             mine = dist_mod.shard(np.arange(len(global_idx)), int(tcfg["num_instances"]))
             batch_idx = global_idx[mine]
             batch = Batch(normalize(x[mine].to(device, non_blocking=True)),
@@ -228,7 +234,8 @@ def train(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.dev
                 estimated = True
                 progress_log.estimate((time.perf_counter() - t0) / (step + 1),
                                       steps_left - (step + 1), device.type,
-                                      cfg.get("profile", ""))
+                                      cfg.get("profile", ""),
+                                      environment.others_since(cpu_at_start), os.cpu_count())
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         epoch_s = time.perf_counter() - t0

@@ -18,14 +18,32 @@ def fmt(mean: float, std: float, n: int) -> str:
     return f"{mean:.1f} ± {std:.1f} [n={n}]" if n > 1 else f"{mean:.1f} [n=1]"
 
 
-def cell_text(paper: float, mean: float, std: float, n: int) -> str:
-    """'paper → reproduced (difference)', with — for what is missing."""
+#: how a reproduced number on generated data is marked beside the paper's: no arrow and no
+#: difference, since the two measure different data
+GENERATED_MARK = "generated:"
+#: the HR->HR control of a protocol whose queries were captured at low resolution
+NO_HR_VERSION = "n/a (queries genuinely LR)"
+
+
+def cell_text(paper: float, mean: float, std: float, n: int, generated: bool = False) -> str:
+    """'paper → reproduced (difference)', with — for what is missing; on generated data
+    'paper; generated: reproduced', with no difference (they measure different data)."""
     p = MISSING if paper is None or np.isnan(paper) else f"{paper:.1f}"
     r = fmt(mean, std, n)
     if p == MISSING and r == MISSING:
         return MISSING
+    if generated and r != MISSING:
+        return f"{GENERATED_MARK} {r}" if p == MISSING else f"{p}; {GENERATED_MARK} {r}"
     diff = "" if MISSING in (p, r) else f" ({mean - paper:+.1f})"
     return f"{p} → {r}{diff}"
+
+
+def control_text(mean: float, std: float, n: int, genuine_lr: bool) -> str:
+    """The HR->HR control cell; on a protocol with genuinely LR queries it says why it is
+    empty."""
+    if genuine_lr and (mean is None or np.isnan(mean)):
+        return NO_HR_VERSION
+    return fmt(mean, std, n)
 
 
 def display_table1(long: pd.DataFrame) -> pd.DataFrame:
@@ -39,7 +57,8 @@ def display_table1(long: pd.DataFrame) -> pd.DataFrame:
         row = {"method": name, "status": status}
         for _, c in g.iterrows():
             column = f"{names.get(c['dataset'], c['dataset'])} {c['rank']}"
-            row[column] = cell_text(c["paper"], c["mean"], c["std"], c["n"])
+            row[column] = cell_text(c["paper"], c["mean"], c["std"], c["n"],
+                                    bool(c.get("generated", False)))
         out.append(row)
     return pd.DataFrame(out)
 
@@ -48,14 +67,16 @@ def display_table2(long: pd.DataFrame) -> pd.DataFrame:
     out = []
     for name, g in long.groupby("method", sort=False):
         r1, r5 = g[g["rank"] == "R1"].iloc[0], g[g["rank"] == "R5"].iloc[0]
+        gen = bool(r1.get("generated", False))
         out.append({
             "method": name,
             "rank-1: paper → reproduced (diff)": cell_text(r1["paper"], r1["mean"], r1["std"],
-                                                           r1["n"]),
+                                                           r1["n"], gen),
             "rank-5: paper → reproduced (diff)": cell_text(r5["paper"], r5["mean"], r5["std"],
-                                                           r5["n"]),
+                                                           r5["n"], gen),
             "mAP": fmt(r1["mAP"], r1["mAP_std"], r1["n"]),
-            "HR->HR control rank-1": fmt(r1["control_rank1"], r1["control_rank1_std"], r1["n"]),
+            "HR->HR control rank-1": control_text(r1["control_rank1"], r1["control_rank1_std"],
+                                                  r1["n"], bool(r1.get("genuine_lr", False))),
         })
     return pd.DataFrame(out)
 
@@ -69,7 +90,8 @@ def all_results(agg: pd.DataFrame, profile: str) -> pd.DataFrame:
         "rank-1": fmt(c["rank1_mean"], c["rank1_std"], c["n"]),
         "rank-5": fmt(c["rank5_mean"], c["rank5_std"], c["n"]),
         "mAP": fmt(c["mAP_mean"], c["mAP_std"], c["n"]),
-        "HR->HR control rank-1": fmt(c["control_rank1_mean"], c["control_rank1_std"], c["n"]),
+        "HR->HR control rank-1": control_text(c["control_rank1_mean"], c["control_rank1_std"],
+                                              c["n"], bool(c.get("genuine_lr", False))),
     } for _, c in sub.iterrows()])
 
 
@@ -88,8 +110,13 @@ def html_table(df: pd.DataFrame) -> str:
     if df.empty:
         return f"<p><em>{MISSING} (no rows)</em></p>"
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt_value(v))}</td>" for v in row)
-                   + "</tr>" for _, row in df.iterrows())
+
+    def td(v: Any) -> str:
+        text = _fmt_value(v)
+        mark = ' class="generated"' if GENERATED_MARK in text else ""
+        return f"<td{mark}>{html.escape(text)}</td>"
+
+    body = "".join("<tr>" + "".join(td(v) for v in row) + "</tr>" for _, row in df.iterrows())
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

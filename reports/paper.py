@@ -72,9 +72,13 @@ def _long_row(name: str, status: str, dataset: str, rank: str, pub: float | None
     key = "rank1" if rank == "R1" else "rank5"
     mean = cell[f"{key}_mean"] if cell else np.nan
     paper = np.nan if pub is None else float(pub)
+    generated = bool(cell["generated"]) if cell else False
     return {"method": name, "status": status, "dataset": dataset, "rank": rank,
             "paper": paper, "mean": mean, "std": cell[f"{key}_std"] if cell else np.nan,
-            "n": int(cell["n"]) if cell else 0, "diff": mean - paper,
+            "n": int(cell["n"]) if cell else 0,
+            # on generated data the paper's number and ours measure different data: no difference
+            "diff": np.nan if generated else mean - paper, "generated": generated,
+            "genuine_lr": bool(cell.get("genuine_lr", False)) if cell else False,
             "config": cell["config_hash"] if cell else ""}
 
 

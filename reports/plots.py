@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def _png(fig) -> bytes:
@@ -47,21 +48,33 @@ def _legend(ax, outside: bool) -> None:
 
 
 def cmc_curves(frame: pd.DataFrame, title: str) -> bytes:
-    """Mean CMC (rank 1..50) per method over its runs."""
+    """Mean CMC per method over its runs, from rank 1 to the number of gallery identities
+    (``gallery_ids``; beyond it a single-shot gallery has no more ranks) or the curve's length
+    (``eval.max_rank``), whichever is smaller."""
     groups = sorted(frame.groupby("label"), key=lambda kv: kv[0])
     crowded = len(groups) > CROWDED
     fig, ax = plt.subplots(figsize=(8.4 if crowded else 5.2, 3.4))
     lowest = 100.0
+    last = 1
     for i, (method, g) in enumerate(groups):
         curves = np.array([np.asarray(c, dtype=float) for c in g["cmc"]])
-        ranks = np.arange(1, curves.shape[1] + 1)
+        ids = [int(v) for v in g.get("gallery_ids", pd.Series(dtype=int)) if v and v > 0]
+        upto = min([curves.shape[1], *ids])
+        curves = curves[:, :upto]
+        ranks = np.arange(1, upto + 1)
+        last = max(last, upto)
         mean = curves.mean(axis=0)
         lowest = min(lowest, float(mean[0]))
         style = _style(i)
         ax.plot(ranks, mean, color=style["color"], ls=style["ls"], lw=1.2,
                 label=f"{method} (n={len(g)})")
     ax.set_xscale("log")
-    ax.set_xlabel("rank")
+    ticks = sorted({t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500) if t < last} | {last})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([str(t) for t in ticks])
+    ax.xaxis.set_minor_locator(plt.NullLocator())
+    ax.set_xlim(0.9, last * 1.1)
+    ax.set_xlabel(f"rank (1 to {last}: the gallery's identities or eval.max_rank)")
     ax.set_ylabel("matching rate (%)")
     # from just below the lowest rank-1, so that close curves stay apart
     ax.set_ylim(max(0.0, 10.0 * np.floor(lowest / 10.0) - 5.0), 100.5)
@@ -119,7 +132,8 @@ def swa_trajectories(series: dict[str, dict[str, np.ndarray]], title: str) -> by
     names = {"w_hr": "w_HR (v_HR)", "w_hr_syn": "w'_HR (T(F_LR))", "w_lr": "w_LR (v_LR)",
              "w_lr_syn": "w'_LR (v'_LR)"}
     for ax, (label, s) in zip(axes[0], sorted(series.items())):
-        ax.axhspan(0.1, 0.9, color="0.93", zorder=0)
+        ax.axhspan(0.1, 0.9, color="0.93", zorder=0,
+                   label="p_hr in 0.1-0.9: not collapsed")
         for k, run in enumerate(s["p_hr/runs"]):
             ax.plot(s["epoch"], run, color="black", lw=2.0, label="p_hr, each run" if k == 0
                     else None)
@@ -130,6 +144,7 @@ def swa_trajectories(series: dict[str, dict[str, np.ndarray]], title: str) -> by
             ax.plot(s["epoch"], s[key], lw=1.0, alpha=0.8, label=f"{name}, mean")
         ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{label} (n={len(s['p_hr/runs'])})", fontsize=8)
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("mean over the epoch's steps")

@@ -25,6 +25,7 @@ from benchmark.errors import UserError
 from reports import claims as claims_mod
 from reports import literature as lit_mod
 from reports import plots
+from reports import rerank as rerank_mod
 from reports import swa as swa_mod
 from reports import sweep as sweep_mod
 from reports.formatting import (
@@ -46,7 +47,12 @@ GENERATED_BANNER = ("Generated data: the reproduced numbers below come from imag
                     "generated (synthetic / synth stand-ins), not from the real datasets. They "
                     "exercise the code path; they do not test the paper's claim.")
 FOOTNOTE = (f"{MISSING} : no number — the paper gives none for that cell, or the results folder "
-            "holds no run of that method on that dataset at this profile.")
+            "holds no run of that method on that dataset at this profile. \"paper → reproduced "
+            "(difference)\" compares the paper with runs on the real data; \"paper; generated: "
+            "value\" puts a run on generated data beside the paper's number without a "
+            "difference, since the two measure different data. \"n/a (queries genuinely LR)\": "
+            "the protocol's queries were captured at low resolution (CAVIAR), so there is no HR "
+            "version of them for the HR->HR control.")
 
 
 @dataclass
@@ -134,6 +140,7 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
         sweeps = _sweeps(fr, profile)
         rank_figures = _ranked_lists(fr, profile)
         swa_t = swa_mod.swa_table(fr)
+        rr_t = rerank_mod.rerank_table(fr)
         claims = claims_mod.claims_table(fr, cost, profile)
         claims_view = claims_mod.display(claims)
         sr_sub = sr[sr.profile == profile].drop(columns=["profile"]) if not sr.empty else sr
@@ -150,6 +157,8 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
             "rank_figures": rank_figures,
             "swa": {"md": md_table(swa_t), "html": html_table(swa_t)} if not swa_t.empty
             else None,
+            "rerank": {"md": md_table(rr_t), "html": html_table(rr_t)} if not rr_t.empty
+            else None,
             "claims": {"md": md_table(claims_view), "html": html_table(claims_view),
                        "frame": claims} if not claims.empty else None,
             "provenance": {"md": md_table(_provenance_table(sub)),
@@ -160,7 +169,8 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
     return {
         "literature": {"md": md_table(lit), "html": html_table(lit),
                        "places": lit_mod.ftwa_place(), "notes": lit_mod.source_notes(),
-                       "pending": lit_mod.pending_note()},
+                       "unbuilt": lit_mod.unbuilt_note(),
+                       "disagree": lit_mod.disagreements()},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "results": str(results), "source": paper.get("source", ""),
         "num_runs": len(store.runs), "num_profiles": len(store.profiles),
@@ -204,6 +214,9 @@ def _sweep_sentences(long: pd.DataFrame, dataset: str) -> list[str]:
 
 #: ranked lists in the report: per table row, its lowest seed's run
 RANKS_K, RANKS_WORST, RANKS_RANDOM = 8, 3, 2
+#: their resolution: about 1,150 px wide with labels of about 14 px, so that shown at the HTML
+#: page's width (1,400 px at most) or on GitHub the labels read as body text does
+RANKS_DPI = 140
 
 
 def _ranked_lists(frame: pd.DataFrame, profile: str) -> list[Figure]:
@@ -221,7 +234,7 @@ def _ranked_lists(frame: pd.DataFrame, profile: str) -> list[Figure]:
         try:
             record = load_record(first["path"])
             png = draw(record, load_ranks(first["path"]), RANKS_K, RANKS_WORST, RANKS_RANDOM,
-                       dpi=85)
+                       dpi=RANKS_DPI, palette=True)
         except UserError as exc:
             log.warning("no ranked-list figure for %s on %s: %s", label, dataset, exc)
             continue

@@ -125,6 +125,8 @@ def runs_frame(store: Store) -> pd.DataFrame:
             "sweep": m.get("sweep") or {}, "sweep_heights": m.get("sweep_heights") or {},
             "sweep_info": m.get("sweep_info") or {}, "ranks": _ranks(r["_path"]),
             "genuine_lr": bool(r["data"].get("protocol", {}).get("genuine_lr", False)),
+            "rerank": m.get("rerank"),
+            "gallery_ids": int(r["data"].get("counts", {}).get("gallery_ids") or 0),
         })
     return pd.DataFrame(rows)
 
@@ -236,7 +238,8 @@ def aggregate(frame: pd.DataFrame) -> pd.DataFrame:
         row: dict[str, Any] = {"profile": profile, "method": method, "dataset": dataset,
                                "config_hash": chash, "data_source": source, "variant": var,
                                "label": label,
-                               "generated": bool(g["generated"].any()), "n": len(g)}
+                               "generated": bool(g["generated"].any()), "n": len(g),
+                               "genuine_lr": bool(g["genuine_lr"].any())}
         for key in ("rank1", "rank5", "mAP", "control_rank1"):
             a = _agg(g, key)
             row[f"{key}_mean"], row[f"{key}_std"] = a["mean"], a["std"]

@@ -97,8 +97,10 @@ class _Images:
 
 
 def draw(record: dict[str, Any], ranks: dict[str, Any], k: int = 10, worst: int = 4,
-         random: int = 4, data_root: str | None = None, dpi: int = 110) -> bytes:
-    """PNG bytes of the ranked lists of the chosen queries."""
+         random: int = 4, data_root: str | None = None, dpi: int = 110,
+         palette: bool = False) -> bytes:
+    """PNG bytes of the ranked lists of the chosen queries; ``palette``: a 256-colour PNG
+    (about a fifth of the size; the report's figures)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,7 +114,7 @@ def draw(record: dict[str, Any], ranks: dict[str, Any], k: int = 10, worst: int 
     k = min(k, ranks["k"])
     lead = 1 if images.genuine else 2
     cols = lead + k
-    fig, axes = plt.subplots(len(picked), cols, figsize=(0.75 * cols + 0.6, 1.45 * len(picked)),
+    fig, axes = plt.subplots(len(picked), cols, figsize=(0.78 * cols + 0.6, 1.6 * len(picked)),
                              squeeze=False)
     gallery = ranks["gallery"]
     for row, (qi, why) in enumerate(picked):
@@ -133,8 +135,8 @@ def draw(record: dict[str, Any], ranks: dict[str, Any], k: int = 10, worst: int 
                 ax.axis("off")
                 continue
             img, title, color = panels[col]
-            ax.imshow(img)
-            ax.set_title(title, fontsize=6)
+            ax.imshow(img, interpolation="nearest")  # pixels as the network sees them
+            ax.set_title(title, fontsize=7.5)
             for spine in ax.spines.values():
                 spine.set_edgecolor(color)
                 spine.set_linewidth(2.5 if col >= lead else 0.5)
@@ -142,9 +144,18 @@ def draw(record: dict[str, Any], ranks: dict[str, Any], k: int = 10, worst: int 
              f"queries (seed {DRAW_SEED})")
     fig.suptitle(f"{record['method']} on {record['dataset']} (seed {record['seed']}): top-{k} "
                  f"by {ranks['distance']} distance; green = same identity;\n{order}",
-                 fontsize=7)
+                 fontsize=8.5)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     plt.close(fig)
-    return buf.getvalue()
+    if not palette:
+        return buf.getvalue()
+    from PIL import Image
+
+    buf.seek(0)
+    small = Image.open(buf).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT,
+                                                     dither=Image.Dither.NONE)
+    out = io.BytesIO()
+    small.save(out, format="PNG", optimize=True)
+    return out.getvalue()

@@ -58,3 +58,19 @@ def test_hash_is_stable_and_sensitive():
     a, b = load_config("smoke"), load_config("smoke")
     assert config_hash(a) == config_hash(b)
     assert config_hash(a) != config_hash(load_config("smoke", ["train.epochs=9"]))
+
+
+def test_keys_added_later_stay_out_of_the_hash_at_their_neutral_value():
+    """A run that does not use random erasing keeps the id it had before the option existed;
+    one that uses it (or changes one of its settings) is another run."""
+    from benchmark.config import ADDED_LATER, run_config
+
+    base = load_config("smoke")
+    part = run_config(base, None, None)
+    assert not set(part["train"]) & {k.split(".")[1] for k in ADDED_LATER}
+    h = config_hash(part)
+    for override in ("train.random_erasing=0.5", "train.erasing_fill=mean",
+                     "train.erasing_area=[0.1,0.3]"):
+        assert config_hash(run_config(load_config("smoke", [override]), None, None)) != h
+    with pytest.raises(UserError, match="low <= high"):
+        load_config("smoke", ["train.erasing_area=[0.4,0.1]"])

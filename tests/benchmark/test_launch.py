@@ -44,8 +44,12 @@ def test_local_launcher_runs_the_cells_in_parallel_processes(suite, tmp_path):
     a, b = results
     assert a["started"] < b["ended"] and b["started"] < a["ended"]  # ... at the same time
     assert [p.stem for p in _records(out)] == sorted(c.run_id for c in cells)
-    assert all((out / "logs" / f"{c.run_id}.log").is_file() for c in cells)
     assert all(state(c) == "done" for c in cells)
+    for c in cells:  # each line once, and the log ends with the cell's metrics
+        lines = (out / "logs" / f"{c.run_id}.log").read_text().splitlines()
+        texts = [line.split("] ", 1)[1] for line in lines]
+        assert len(texts) == len(set(texts)) and any("epoch 1/1: loss" in t for t in texts)
+        assert f"{c.run_id}: rank1 " in texts[-1] and "mAP" in texts[-1]
 
 
 @pytest.mark.slow
@@ -115,3 +119,16 @@ def test_estimate_is_runs_x_epochs_x_images_over_the_profiled_speed(capsys):
     assert main(["suite", str(root / "benchmark" / "suites" / "paper-ladder.yaml"),
                  "--estimate", str(root / "docs" / "results" / "profile")]) == 0
     assert "total: 180 runs" in capsys.readouterr().out
+
+
+def test_suite_summary_shows_no_spread_for_a_single_run(capsys):
+    from benchmark.__main__ import print_suite_summary
+
+    rec = {"method": "baseline", "dataset": "synthetic", "config_hash": "abc",
+           "metrics": {"rank1": 70.0, "mAP": 50.0}}
+    print_suite_summary([rec, dict(rec, metrics={"rank1": 72.0, "mAP": 52.0}),
+                         dict(rec, method="ftwa")], lambda r: "")
+    lines = capsys.readouterr().out.splitlines()
+    base = next(x for x in lines if x.startswith("baseline"))
+    ftwa = next(x for x in lines if x.startswith("ftwa"))
+    assert "71.00 ±" in base and "±" not in ftwa and "70.00" in ftwa

@@ -88,3 +88,17 @@ def test_dataset_options_need_a_section():
         assert register_dataset(spec) is spec and DATASETS["x-data"] is spec
     finally:
         DATASETS.unregister("x-data")
+
+
+def test_a_subclass_that_keeps_its_parents_name_is_told_to_set_one():
+    from methods import METHODS
+    from methods.base import register_method
+    from methods.baseline import Baseline
+
+    class MyMethod(Baseline):
+        description = "a plugin that forgot its name"
+
+    with pytest.raises(RegistryError, match=r"MyMethod inherits name 'baseline' from Baseline: "
+                                            r"set its own, e.g. name = \"my-method\""):
+        register_method(MyMethod)
+    assert METHODS["baseline"] is Baseline

@@ -292,6 +292,34 @@ def test_long_runs_on_a_cpu_are_announced(caplog):
     with caplog.at_level(logging.INFO, logger="mlr_bench.progress"):
         estimate(2.0, 100_000, "cuda", "paper")
     assert "would train" not in caplog.text
+    # the cpu profile on a busy machine: 56 min, with the faster profile named and the sharing
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mlr_bench.progress"):
+        estimate(1.0, 56 * 60, "cpu", "cpu", others=1.4, cores=2)
+    assert "would train for about 56 min 00 s on cpu, not a GPU: --profile smoke" in caplog.text
+    assert "other processes kept 1.4 of 2 CPU cores busy" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="mlr_bench.progress"):
+        estimate(1.0, 4 * 60, "cpu", "cpu", others=0.05, cores=2)  # idle, short: no warning
+    assert "would train" not in caplog.text and "other processes" not in caplog.text
+
+
+def test_training_measures_other_processes_for_its_estimate(monkeypatch, caplog):
+    """The estimate after the first steps gets the cores other processes kept busy meanwhile
+    (the same measure the record makes), so a shared machine is named at the start."""
+    from benchmark import environment
+    from benchmark.training import train
+    from datasets.bank import prepare_data
+    from methods import build_method
+
+    calls = iter([{"wall": 0.0, "busy": 0.0, "own": 0.0}, {"wall": 1.0, "busy": 1.9, "own": 0.4}])
+    monkeypatch.setattr(environment, "cpu_snapshot", lambda: next(calls, None))
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=3"])
+    prep = prepare_data("synthetic", cfg, None, progress=False)
+    m = build_method("baseline", cfg, int(prep.labels.max()) + 1)
+    with caplog.at_level(logging.INFO, logger="mlr_bench.progress"):
+        train(m, prep, cfg, torch.device("cpu"), 0, None, progress=False)
+    assert "other processes kept 1.5 of" in caplog.text
 
 
 def test_record_context_mode_and_resumed_time(tmp_path, monkeypatch):

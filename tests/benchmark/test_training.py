@@ -43,3 +43,30 @@ def test_before_training_runs_once_and_batches_carry_native_sizes(tmp_path, monk
     m2 = build_method("baseline", cfg, int(prep.labels.max()) + 1)
     train(m2, prep, cfg, torch.device("cpu"), 5, ckpt, progress=False)  # all epochs done
     assert calls == [5]
+
+
+@pytest.mark.slow
+def test_random_erasing_reaches_the_training_batches(monkeypatch):
+    """With train.random_erasing=1 every training image the step sees has a rectangle of the
+    fill colour; with the default (0) none has."""
+    from datasets.transforms import normalize
+
+    seen = []
+    real = Baseline.training_step
+
+    def spy(self, batch):
+        seen.append(batch.images.clone())
+        return real(self, batch)
+
+    monkeypatch.setattr(Baseline, "training_step", spy)
+    mean_value = normalize(torch.tensor([124, 116, 104], dtype=torch.uint8).view(1, 3, 1, 1))
+    for p, expect in ((1.0, True), (0.0, False)):
+        seen.clear()
+        cfg = load_config("smoke", ["model.weights=none", "train.epochs=1",
+                                    "train.iters_per_epoch=1", f"train.random_erasing={p}",
+                                    "train.erasing_fill=mean"])
+        prep = prepare_data("synthetic", cfg, None, progress=False)
+        m = build_method("baseline", cfg, int(prep.labels.max()) + 1)
+        train(m, prep, cfg, torch.device("cpu"), 0, None, progress=False)
+        filled = (seen[0] - mean_value).abs().amax(1) < 1e-6  # (B, H, W)
+        assert bool(filled.flatten(1).sum(1).ge(4).all()) is expect

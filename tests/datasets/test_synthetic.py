@@ -99,6 +99,37 @@ def test_augment_and_normalize():
     assert z[0, 0, 0, 0].item() == pytest.approx((1 - 0.485) / 0.229)
 
 
+def test_random_erasing_erases_one_rectangle_of_the_drawn_size():
+    """Every chosen image gets one rectangle of the fill colour whose area share and aspect
+    ratio lie in the ranges asked for; unchosen images are untouched; the same generator gives
+    the same erasing; off, it draws nothing (the batches of runs without it stay as they were)."""
+    from datasets.transforms import MEAN_PIXEL, random_erase
+
+    x = torch.full((200, 3, 64, 32), 7, dtype=torch.uint8)
+    out = random_erase(x, torch.Generator().manual_seed(1), 0.5, (0.1, 0.3), 0.5, fill="mean")
+    mean = torch.tensor(MEAN_PIXEL, dtype=torch.uint8).view(3, 1, 1)
+    erased = (out == mean).all(1)  # (B, H, W): pixels of the fill colour
+    touched = erased.flatten(1).any(1)
+    assert 70 <= int(touched.sum()) <= 130 and torch.equal(out[~touched], x[~touched])
+    for mask in erased[touched]:
+        rows, cols = torch.nonzero(mask.any(1)).ravel(), torch.nonzero(mask.any(0)).ravel()
+        h, w = len(rows), len(cols)
+        assert int(mask.sum()) == h * w  # one filled rectangle
+        assert rows.max() - rows.min() + 1 == h and cols.max() - cols.min() + 1 == w
+        assert 0.1 * 2048 - 2 * (h + w) <= h * w <= 0.3 * 2048 + 2 * (h + w)  # rounding
+        assert 0.5 - 0.15 <= h / w <= 2.0 + 0.6
+    again = random_erase(x, torch.Generator().manual_seed(1), 0.5, (0.1, 0.3), 0.5, fill="mean")
+    assert torch.equal(out, again)
+    noisy = random_erase(x, torch.Generator().manual_seed(1), 1.0, fill="random")
+    assert (noisy != x).flatten(1).any(1).all()  # random values, not the input
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    a = augment(x[:4], g1, flip=True, pad=2)
+    b = augment(x[:4], g2, flip=True, pad=2, erasing={"probability": 0.0})
+    assert torch.equal(a, b) and torch.equal(g1.get_state(), g2.get_state())
+    with pytest.raises(ValueError, match="fill"):
+        random_erase(x, g1, 1.0, fill="zeros")
+
+
 def test_bank_decodes_each_file_once():
     calls = []
 

@@ -43,6 +43,9 @@ def write_records(folder: Path, template: dict, generated: bool = True) -> None:
                        run_id=f"{method}__{dataset}__smoke__seed{seed}__x")
             rec["metrics"] = dict(rec["metrics"], rank1=r1, rank5=r1 + 10.0, mAP=r1 - 5.0)
             rec["data"] = dict(rec["data"], generated=generated)
+            if dataset == "caviar":  # its queries are genuinely LR: no HR->HR control
+                rec["data"]["protocol"] = dict(rec["data"]["protocol"], genuine_lr=True)
+                rec["control_hr_to_hr"] = None
             (folder / f"{rec['run_id']}.json").write_text(json.dumps(rec))
 
 
@@ -66,7 +69,9 @@ def test_paper_copy_matches_shared():
     assert paper_tables() == yaml.safe_load(SHARED_TABLES.read_text())
 
 
-def test_table_cells_are_the_means_of_the_records(results):
+def test_table_cells_are_the_means_of_the_records(tmp_path, template_record):
+    results = tmp_path / "real"
+    write_records(results, template_record, generated=False)
     store = load_store(results)
     agg = aggregate(runs_frame(store))
     long = table1(agg, "smoke", paper_tables())
@@ -94,16 +99,27 @@ def test_table_cells_are_the_means_of_the_records(results):
     assert ladder.loc[("Baseline", "R1"), "mean"] == pytest.approx(45.0)
     assert ladder.loc[("Baseline", "R1"), "diff"] == pytest.approx(45.0 - 46.3)
     assert ladder.loc[("FTWA-B", "R1"), "n"] == 0  # no run: missing, not a crash
+    # on generated data the paper's number and ours measure different data: no difference
+    gen = tmp_path / "generated"
+    write_records(gen, template_record, generated=True)
+    long = table1(aggregate(runs_frame(load_store(gen))), "smoke", paper_tables())
+    ftwa = long[(long.method == "FTWA") & (long.dataset == "mlr-cuhk03")].set_index("rank")
+    assert ftwa.loc["R1", "mean"] == pytest.approx(np.mean([80, 84, 85]))
+    assert np.isnan(ftwa.loc["R1", "diff"]) and bool(ftwa.loc["R1", "generated"])
 
 
-def test_report_files_and_contents(results, tmp_path):
+def test_report_files_and_contents(results, tmp_path, template_record):
     out = tmp_path / "report"
     ctx = render(results, out)
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
-    assert "83.2 → 83.0 ± 2.6 [n=3] (-0.2)" in md  # FTWA on MLR-CUHK03, rank-1
-    assert "97.8 → 93.0 ± 2.6 [n=3] (-4.8)" in md
-    assert "46.3 → 45.0 ± 7.1 [n=2] (-1.3)" in md  # Table 2, Baseline
+    # generated data: the paper's number beside ours, no arrow, no difference
+    assert "83.2; generated: 83.0 ± 2.6 [n=3] |" in md  # FTWA on MLR-CUHK03, rank-1
+    assert "97.8; generated: 93.0 ± 2.6 [n=3] |" in md
+    assert "46.3; generated: 45.0 ± 7.1 [n=2] |" in md  # Table 2, Baseline
+    assert "(-0.2)" not in md and '<td class="generated">83.2; generated: 83.0' in html
+    # CAVIAR's queries are genuinely LR: the control cell says so instead of a bare dash
+    assert re.search(r"\| caviar \| baseline \|.*\| n/a \(queries genuinely LR\) \|", md)
     assert "published, not run here" in md and "CRGAN" in md
     assert "Generated data" in md and "Generated data" in html
     assert "— : no number" in md
@@ -113,7 +129,12 @@ def test_report_files_and_contents(results, tmp_path):
     # self-contained HTML: images inline, nothing fetched from the network
     assert "data:image/png;base64," in html
     assert not re.search(r'(src|href)="(https?:)?//', html)
-    assert "83.2 → 83.0 ± 2.6 [n=3] (-0.2)" in html
+    # and on real data, the difference
+    real = tmp_path / "real"
+    write_records(real, template_record, generated=False)
+    render(real, tmp_path / "real-report", ("md",))
+    md = (tmp_path / "real-report" / "report.md").read_text()
+    assert "83.2 → 83.0 ± 2.6 [n=3] (-0.2)" in md and "; generated: 8" not in md
 
 
 def test_corrupt_and_foreign_files(results, tmp_path):
@@ -322,56 +343,104 @@ def test_literature_table_cells_name_their_source():
     from reports.literature import ftwa_place, literature, literature_table, source_notes
 
     data = literature()
-    table = literature_table()
+    table = literature_table().set_index("method")
     marks = {str(k) for k in range(1, len(data["sources"]) + 1)}
     cells = [c for col in table.columns[1:] for c in table[col] if c != "—"]
     cited = [c[c.rindex("[") + 1:-1].split(", ") for c in cells]
     assert cells and all(c.endswith("]") and set(k) <= marks for c, k in zip(cells, cited))
-    # a number another source confirms cites both (RIFE's own abstract is source 2)
-    rife = table.set_index("method").loc["RIFE"]
-    assert rife["mlr-cuhk03"] == "73.3 / 92.6 [1, 2]" and rife["mlr-viper"].endswith(" [1]")
-    # every source is cited by some cell, or is the one whose rows are pending
-    pending = ([str(list(data["sources"]).index(data["pending"]["source"]) + 1)]
-               if data.get("pending") else [])
-    assert {k for ks in cited for k in ks} | set(pending) == marks
+    # every source is cited by some cell; nothing is left pending
+    assert {k for ks in cited for k in ks} == marks and "pending" not in data
+    # a number three sources give cites all three: FTWA's table [1], RIFE's abstract [2] and
+    # PS-HRNet's Table I [4]; FTWA's table calls the row RIFE
+    rife = table.loc["FFSR+RIFE (RIFE in [1])"]
+    assert rife["MLR-CUHK03"] == "73.3 / 92.6 [1, 2, 4]" and rife["MLR-VIPeR"].endswith(" [1, 4]")
+    assert table.loc["CAD-Net (CRGAN in [1])", "MLR-DukeMTMC-reID (not built by the suite)"] == \
+        "75.6 / 86.7 [4]"
+    assert table.loc["FTWA", "runs in the suite"] == "ftwa"
     # the paper's own Table 1 rows are the project's copy of it, number for number
-    paper = paper_tables()["table1"]
-    for name, row in paper.items():
+    by_alias = {(e.get("aka") or {}).get("ftwa-table1", n): e for n, e in data["methods"].items()}
+    for name, row in paper_tables()["table1"].items():
+        filed = by_alias[name]["results"]["ftwa-table1"]
         for dataset, pub in row.items():
-            cell = data["methods"][name]["results"].get(dataset)
-            assert (cell is None) == (pub is None), (name, dataset)
-            if pub:
-                assert [cell["rank1"], cell["rank5"]] == pub
-    toy = {"sources": {"a": {"cite": "A", "where": "t"}},
-           "methods": {"X": {"results": {"caviar": {"rank1": 50.0, "source": "a"}}},
-                       "FTWA": {"results": {"caviar": {"rank1": 43.3, "source": "a"}}},
-                       "Y": {"results": {"caviar": {"rank1": 40.0, "source": "a"}}}}}
+            assert filed.get(dataset) == pub, (name, dataset)
+    toy = {"datasets": {"caviar": {"name": "CAVIAR"}},
+           "sources": {"a": {"cite": "A", "where": "t"}},
+           "methods": {"X": {"results": {"a": {"caviar": [50.0]}}},
+                       "FTWA": {"results": {"a": {"caviar": [43.3]}}},
+                       "Y": {"results": {"a": {"caviar": [40.0]}}}}}
     assert ftwa_place(toy) == ["caviar: FTWA (43.3) is 2 of 3 by rank-1 (above it: X 50.0)"]
     assert len(source_notes()) == len(data["sources"])
 
 
-def test_a_literature_cell_without_a_known_source_is_refused(monkeypatch):
+def test_ps_hrnet_table_transcription_passes_its_own_cross_checks():
+    """PS-HRNet's abstract gives its rank-1 gains over INTACT (+3.4 Market, +6.2 CUHK03, +2.5
+    VIPeR, +1.1 Duke for ID+SR+PS; +4.2 CAVIAR for ID+SR): the transcribed rows must give them,
+    and the rows PS-HRNet shares with FTWA's table must agree (no cell marked as differing)."""
+    from reports.literature import disagreements, literature, merged
+
+    data = literature()
+    m = data["methods"]
+
+    def r1(name, dataset):
+        return merged(m[name], dataset)["values"]["rank1"]
+
+    gains = {"mlr-market1501": 3.4, "mlr-cuhk03": 6.2, "mlr-viper": 2.5, "mlr-dukemtmc": 1.1}
+    for dataset, gain in gains.items():
+        assert r1("PS-HRNet ID+SR+PS", dataset) - r1("INTACT", dataset) == pytest.approx(gain)
+    assert r1("PS-HRNet ID+SR", "caviar") - r1("INTACT", "caviar") == pytest.approx(4.2)
+    assert disagreements() == []
+    shared = Path(__file__).resolve().parents[3] / "shared" / "literature" / "ps-hrnet-table1.csv"
+    if shared.is_file():  # the transcription itself, row by row, where the shared copy is here
+        import csv
+
+        lines = [x for x in shared.read_text().splitlines() if not x.startswith("#")]
+        columns = {"market": "mlr-market1501", "cuhk03": "mlr-cuhk03", "viper": "mlr-viper",
+                   "duke": "mlr-dukemtmc", "caviar": "caviar"}
+        for row in csv.DictReader(lines):
+            filed = m[row["method"]]["results"]["ps-hrnet-table1"]
+            for short, dataset in columns.items():
+                want = [None if row[f"{short}_r{k}"] == "-" else float(row[f"{short}_r{k}"])
+                        for k in (1, 5, 10)]
+                got = filed.get(dataset, []) + [None] * 3
+                assert got[:3] == want, (row["method"], dataset)
+        assert len(list(csv.DictReader(lines))) == sum(
+            "ps-hrnet-table1" in e["results"] for e in m.values())
+
+
+def test_literature_cells_disagreeing_between_sources_are_shown():
+    from reports.literature import disagreements, literature_table
+
+    toy = {"datasets": {"caviar": {"name": "CAVIAR"}},
+           "sources": {"a": {"cite": "A", "where": "t"}, "b": {"cite": "B", "where": "u"}},
+           "methods": {"X": {"results": {"a": {"caviar": [50.0, 70.0]},
+                                         "b": {"caviar": [50.0, 71.0]}}}}}
+    assert literature_table(toy).loc[0, "CAVIAR"] == "50.0 / 70.0 [1, 2] (sources differ)"
+    assert disagreements(toy) == ["X on caviar: rank5 70.0 vs 71.0 (b)"]
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("methods:\n  X: {results: {b: {caviar: [1]}}}\n", "source 'b'"),
+    ("methods:\n  X: {results: {a: {duke: [1]}}}\n", "dataset 'duke'"),
+    ("methods:\n  X: {results: {a: {caviar: [101]}}}\n", "in percent"),
+    ("methods:\n  X: {results: {a: {caviar: [null, 5]}}}\n", "rank1 given"),
+    ("methods:\n  X: {aka: {c: Y}, results: {a: {caviar: [1]}}}\n", "aka names source 'c'"),
+])
+def test_a_literature_cell_that_cannot_be_trusted_is_refused(monkeypatch, bad, message):
     from reports import literature as lit
 
-    bad = ("sources: {a: {cite: A, where: t}}\n"
-           "methods:\n  X: {results: {caviar: {rank1: 1, source: b}}}\n")
+    head = "datasets: {caviar: {name: CAVIAR}}\nsources: {a: {cite: A, where: t}}\n"
 
     class Fake:
         def joinpath(self, _):
             return self
 
         def read_text(self):
-            return bad
+            return head + bad
 
     monkeypatch.setattr(lit.resources, "files", lambda _: Fake())
     lit.literature.cache_clear()
     try:
-        with pytest.raises(UserError, match="source 'b'"):
-            lit.literature()
-        lit.literature.cache_clear()
-        bad = ("sources: {a: {cite: A, where: t}}\n"
-               "methods:\n  X: {results: {caviar: {rank1: 1, source: a, confirmed_by: c}}}\n")
-        with pytest.raises(UserError, match="confirmed_by 'c'"):
+        with pytest.raises(UserError, match=message):
             lit.literature()
     finally:
         lit.literature.cache_clear()
