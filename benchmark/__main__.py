@@ -19,9 +19,14 @@ EPILOG = ("Docs: README.md. Every command writes its results as JSON; nothing is
           "Exit status: 0 done, 1 report --check found differences, 2 bad input, a run "
           "that cannot go on, or a report --check with nothing on real data to check (one "
           "line says why), 3 a file could not be written (a run's record then goes to "
-          "$MLRBENCH_RESCUE or the temp folder), 130 interrupted.")
+          "$MLRBENCH_RESCUE or the temp folder), 4 an internal error (a bug: one line, the "
+          "traceback in a log file under $MLRBENCH_LOGS or the temp folder, or on screen with "
+          "-v), 130 interrupted.")
 #: exit status when a file cannot be written
 WRITE_FAILED = 3
+#: errors of an OSError that mean a write could not be done (a full disk, a quota, a read-only
+#: file system), whatever operation met them
+WRITE_ERRNOS = {28, 122, 30}  # ENOSPC, EDQUOT, EROFS
 LAUNCHER_CHOICES = ("inline", "local", "slurm")
 
 
@@ -219,7 +224,7 @@ def cmd_visrank(args: argparse.Namespace) -> int:
     from reports.visrank import draw, load_ranks
 
     record = load_record(args.record)
-    ranks = load_ranks(args.record)
+    ranks = load_ranks(args.record, record["run_id"])
     out = Path(args.out) if args.out else Path(args.record).with_suffix(".visrank.png")
     check_parent_writable(out, "--out")
     png = draw(record, ranks, args.k, args.worst, args.random, args.data_root)
@@ -353,10 +358,10 @@ def print_profile(rec: dict, path) -> None:
 
 
 def cmd_suite(args: argparse.Namespace) -> int:
-    from benchmark.launch import cells_of, launch_local, launch_slurm, state
-    from benchmark.preflight import check_out_dir
+    from benchmark.launch import cells_of, launch_inline, launch_local, launch_slurm, state
+    from benchmark.preflight import check_results_folder
     from benchmark.store import load_record
-    from benchmark.suite import ensure_data, load_suite, preflight_suite, run_suite
+    from benchmark.suite import ensure_data, load_suite, preflight_suite
 
     spec = load_suite(args.file)
     if args.status:
@@ -373,21 +378,20 @@ def cmd_suite(args: argparse.Namespace) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be >= "
                             f"{0 if name == 'gpus_per_job' else 1}; got {value}")
     preflight_suite(spec, args.data_root)
-    check_out_dir(args.out)
+    check_results_folder(args.out)
     written = ensure_data(spec, args.data_root)
     if written:
         print(f"wrote generated stand-ins under {args.data_root}: {', '.join(written)}")
-    if args.launcher == "inline":
-        records = run_suite(spec, args.out, args.data_root, args.device, not args.no_progress,
-                            keep_model=args.keep_model)
-    else:
-        cells = cells_of(spec, args.out, args.data_root, args.device, args.keep_model)
-        states = {c.run_id: state(c) for c in cells}
-        todo = [c for c in cells if states[c.run_id] in ("missing", "failed")]
-        busy = [c for c in cells if states[c.run_id] == "running"]
-        print(f"{len(cells)} cells: {len(cells) - len(todo) - len(busy)} already stored, "
-              f"{len(busy)} running elsewhere (left alone), {len(todo)} to run "
-              f"({args.launcher} launcher)")
+    # every launcher runs a cell the same way (benchmark.launch.run_cell)
+    cells = cells_of(spec, args.out, args.data_root, args.device, args.keep_model)
+    states = {c.run_id: state(c) for c in cells}
+    todo = [c for c in cells if states[c.run_id] in ("missing", "failed")]
+    busy = [c for c in cells if states[c.run_id] == "running"]
+    print(f"{len(cells)} cells: {len(cells) - len(todo) - len(busy)} already stored, "
+          f"{len(busy)} running elsewhere (left alone), {len(todo)} to run "
+          f"({args.launcher} launcher)")
+    failure = None
+    try:
         if args.launcher == "slurm":
             if todo:
                 launch_slurm(todo, Path(args.out) / ".submitit", args.partition,
@@ -396,13 +400,20 @@ def cmd_suite(args: argparse.Namespace) -> int:
                              cluster=args.submitit_cluster, wait=args.wait)
             if not args.wait:
                 return 0
-        elif todo:
-            launch_local(todo, args.workers, args.device)
-        records = [load_record(c.record) for c in cells if c.record.is_file()]
+        elif args.launcher == "local":
+            if todo:
+                launch_local(todo, args.workers, args.device)
+        else:
+            launch_inline(todo, progress=not args.no_progress)
+    except UserError as exc:  # some cells failed: the summary of the others first
+        failure = exc
+    records = [load_record(c.record) for c in cells if c.record.is_file()]
     from reports.results import variant_text
 
     print_suite_summary(records, variant_text)
     print(f"records: {args.out}")
+    if failure is not None:
+        raise failure
     return 0
 
 
@@ -788,13 +799,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: longest error line printed; longer messages are cut in the middle
+MESSAGE_LIMIT = 600
+
+
+def one_line(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """An error message as one line of at most ``limit`` characters."""
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    keep = limit // 2 - 20
+    return f"{text[:keep]} ... ({len(text) - 2 * keep} characters left out) ... {text[-keep:]}"
+
+
+def internal_error_log(exc: BaseException) -> Path | None:
+    """Write the traceback of an unexpected exception to a log file; its path, or None."""
+    import tempfile
+    import time
+    import traceback
+
+    folder = Path(os.environ.get("MLRBENCH_LOGS") or Path(tempfile.gettempdir()) / "mlr-bench-logs")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"internal-error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+        path.write_text(f"python -m benchmark {' '.join(sys.argv[1:])}\n\n"
+                        + "".join(traceback.format_exception(exc)))
+        return path
+    except OSError:
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
+    from benchmark.errors import (
+        EXIT_BAD_INPUT,
+        EXIT_INTERNAL,
+        EXIT_INTERRUPTED,
+        EXIT_WRITE_FAILED,
+        WriteError,
+    )
+
     try:
         check_datasets_package()
         parser = build_parser()
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
@@ -806,17 +855,31 @@ def main(argv: list[str] | None = None) -> int:
         record = getattr(exc, "record", None)
         if record is not None:  # the run finished but its record could not be written
             print_summary(record)
-        print(f"error: {exc}", file=sys.stderr)
-        return getattr(exc, "exit_code", 2)
-    except OSError as exc:  # a write that failed (full disk, permissions): nothing half-written
+        print(f"error: {one_line(exc)}", file=sys.stderr)
+        return getattr(exc, "exit_code", EXIT_BAD_INPUT)
+    except WriteError as exc:  # a write that failed (full disk, permissions): nothing half-written
         where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc} (files are written atomically: what was "
-              "there before is intact)", file=sys.stderr)
-        return WRITE_FAILED
+        print(f"error: cannot write {where}{one_line(exc.strerror or exc)} (files are written "
+              "atomically: what was there before is intact)", file=sys.stderr)
+        return EXIT_WRITE_FAILED
+    except OSError as exc:  # a file or folder that cannot be used as given
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{one_line(exc.strerror or exc)}", file=sys.stderr)
+        return EXIT_WRITE_FAILED if exc.errno in WRITE_ERRNOS else EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume from the last checkpoint",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug: one line, the traceback kept
+        if args.verbose:
+            import traceback
+
+            traceback.print_exception(exc, file=sys.stderr)
+        log_file = internal_error_log(exc)
+        where = (f"the traceback is in {log_file}" if log_file else "run with -v for the traceback")
+        print(f"internal error: {type(exc).__name__}: {one_line(exc, 300)} (a bug in mlr-bench, "
+              f"please report it; {where})", file=sys.stderr)
+        return EXIT_INTERNAL
     finally:
         signal.signal(signal.SIGTERM, previous)
 

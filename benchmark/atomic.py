@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from benchmark.errors import UnsafeFileError, WriteError
+
 TEMP_SUFFIX = ".tmp"
 
 
@@ -24,11 +26,32 @@ def current_umask() -> int:
     return mask
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> Path:
-    """Call ``write(binary file)`` on a temp file beside ``path``, then rename it to ``path``."""
+def check_within(path: Path, within: str | os.PathLike) -> None:
+    """``path`` must lie inside the folder ``within`` (both resolved, links followed)."""
+    root = Path(within).resolve()
+    target = path.resolve()
+    try:
+        target.relative_to(root)
+    except ValueError:
+        raise UnsafeFileError(f"refusing to write {path}: it lies outside {within}, the folder "
+                              "this command writes in") from None
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any],
+                 within: str | os.PathLike | None = None) -> Path:
+    """Call ``write(binary file)`` on a temp file beside ``path``, then rename it to ``path``.
+
+    ``within``: the folder the caller writes in; a ``path`` outside it (a name with ``..``, a
+    link leading out) is refused before anything is created. A failure to write raises
+    :class:`~benchmark.errors.WriteError` (an ``OSError``) naming the file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    if within is not None:
+        check_within(path, within)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    except OSError as exc:
+        raise WriteError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     try:
         with os.fdopen(fd, "wb") as fh:
             write(fh)
@@ -36,21 +59,25 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> 
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
+            raise WriteError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
     return path
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    return atomic_write(path, lambda fh: fh.write(data))
+def write_bytes(path: str | os.PathLike, data: bytes,
+                within: str | os.PathLike | None = None) -> Path:
+    return atomic_write(path, lambda fh: fh.write(data), within)
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
-    return write_bytes(path, text.encode("utf-8"))
+def write_text(path: str | os.PathLike, text: str,
+               within: str | os.PathLike | None = None) -> Path:
+    return write_bytes(path, text.encode("utf-8"), within)
 
 
 def stale_temps(folder: str | os.PathLike, name: str) -> list[Path]:
@@ -58,4 +85,6 @@ def stale_temps(folder: str | os.PathLike, name: str) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return sorted(folder.glob(f".{name}.*{TEMP_SUFFIX}"))
+    import glob
+
+    return sorted(folder.glob(f".{glob.escape(name)}.*{TEMP_SUFFIX}"))

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from benchmark.errors import UserError
+from benchmark.errors import UserError, short
 
 # Common keys whose value must be one of a fixed set (checked after every override); the
 # options of methods and datasets declare their own choices.
@@ -113,11 +113,10 @@ def list_profiles() -> dict[str, str]:
 
 
 def _read_yaml(name: str) -> dict[str, Any]:
+    from benchmark.safeio import load_yaml
+
     path = _profile_dir() / name
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:  # a broken profile shipped with the project is a bug; say where
-        raise UserError(f"profile file {path} is not valid YAML: {exc}") from exc
+    data = load_yaml(path.read_text(), f"profile file {path}")
     if not isinstance(data, dict):
         raise UserError(f"profile file {path}: expected a mapping at the top level")
     return data
@@ -188,7 +187,8 @@ def _coerce(key: str, default: Any, value: Any, where: str) -> Any:
     if isinstance(default, dict) and isinstance(value, dict):
         return value
     raise UserError(
-        f"{where}: '{key}' expects {_type_name(default)} (like {default!r}), got {value!r}"
+        f"{where}: '{key}' expects {_type_name(default)} (like {short(default)}), got "
+        f"{short(value)}"
     )
 
 
@@ -205,14 +205,18 @@ def _number(value: Any) -> float | None:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """'a.b=c' -> ('a.b', parsed c). The value is read as YAML (numbers, lists, true/false)."""
+    from benchmark.safeio import load_yaml
+
     if "=" not in text:
-        raise UserError(f"--set '{text}': expected key=value, e.g. train.epochs=5")
+        raise UserError(f"--set {short(text)}: expected key=value, e.g. train.epochs=5")
     key, raw = text.split("=", 1)
     key = key.strip()
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+        value = load_yaml(raw, f"--set {short(key, 60)}") if raw.strip() else ""
+    except UserError as exc:
+        if "nested" in str(exc):
+            raise
+        value = raw  # not YAML: the text itself (a string option)
     return key, value
 
 
@@ -225,7 +229,7 @@ def set_dotted(cfg: dict[str, Any], key: str, value: Any, where: str = "--set") 
             valid = sorted(flatten(cfg))
             close = difflib.get_close_matches(key, valid, n=3)
             hint = f"did you mean: {', '.join(close)}" if close else "see --help for the keys"
-            raise UserError(f"{where}: unknown config key '{key}' ({hint})")
+            raise UserError(f"{where}: unknown config key {short(key, 80)} ({hint})")
         if i < len(parts) - 1:
             node = node[part]
     last = parts[-1]
@@ -305,7 +309,7 @@ def _check_range(key: str, value: Any, low: float | None, high: float | None) ->
                                                                      and v > high):
             what = "each value" if isinstance(value, list) else "a value"
             raise UserError(f"config '{key}' must be {what} {_bounds_text(low, high)}; got "
-                            f"{value!r}")
+                            f"{short(value)}")
 
 
 def validate(cfg: dict[str, Any]) -> None:
@@ -322,13 +326,13 @@ def validate(cfg: dict[str, Any]) -> None:
         if key in flat and flat[key] not in allowed:
             raise UserError(
                 f"config '{key}' must be one of {', '.join(map(str, allowed))}; got "
-                f"{flat[key]!r}"
+                f"{short(flat[key])}"
             )
     for key, length in LISTS.items():
         value = flat.get(key)
         if not isinstance(value, list) or not value or (length and len(value) != length):
             size = f"{length} values" if length else "at least one value"
-            raise UserError(f"config '{key}' must be a list of {size}; got {value!r}")
+            raise UserError(f"config '{key}' must be a list of {size}; got {short(value)}")
     for key, (low, high) in ranges.items():
         if key in flat:
             _check_range(key, flat[key], low, high)

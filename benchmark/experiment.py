@@ -27,12 +27,13 @@ from benchmark import environment
 from benchmark import progress as progress_log
 from benchmark.atomic import stale_temps, write_text
 from benchmark.config import config_hash, run_config
-from benchmark.errors import DivergenceError, UserError
+from benchmark.errors import DivergenceError, UserError, short
 from benchmark.evaluation import evaluate
 from benchmark.preflight import (
     RECORD_BYTES,
     check_data_root,
     check_out_dir,
+    check_results_folder,
     check_seed,
     checkpoint_bytes,
 )
@@ -116,7 +117,8 @@ def ranks_path(out_dir: Path, rid: str) -> Path:
 def write_ranks(out_dir: Path, rid: str, ranks: dict[str, Any]) -> Path:
     """Write the run's ranked lists beside its record (atomically)."""
     path = ranks_path(out_dir, rid)
-    write_text(path, json.dumps(ranks | {"run_id": rid}, separators=(",", ":")) + "\n")
+    write_text(path, json.dumps(ranks | {"run_id": rid}, separators=(",", ":")) + "\n",
+               within=out_dir)
     return path
 
 
@@ -243,6 +245,7 @@ def run_experiment(method_name: str, dataset: str, cfg: dict[str, Any], seed: in
     """
     device = environment.resolve_device(device_name)
     check_seed(seed)
+    check_results_folder(out_dir, writable=False)  # writability: below, once it must train
     t_start = time.perf_counter()
     load_start = environment.machine_load(device)
     cpu_start = environment.cpu_snapshot()
@@ -382,7 +385,7 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
                                                           cfg, method_cls=method_cls)},
     }
     try:
-        write_json_atomic(path, record)
+        write_json_atomic(path, record, within=out_dir)
     except OSError as exc:
         rescue = rescue_folder() / f"{rid}.json"
         try:
@@ -409,7 +412,7 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
     if keep_model:
         model_path = out_dir / f"{rid}.model.pt"
         save_atomic({"model": method.state_dict(), "identity": identity, "config": cfg},
-                    model_path)
+                    model_path, within=out_dir)
         record["model_path"] = str(model_path)
     if ckpt.exists():
         ckpt.unlink()
@@ -431,8 +434,6 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
     import copy
     import dataclasses
     import json as json_mod
-
-    import torch
 
     from benchmark.config import MEASUREMENT_ONLY, parse_override, set_dotted, validate
 
@@ -472,10 +473,16 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
         raise UserError(f"{path}: the run would now have id {ident['run_id']}, not {rid} (its "
                         "data or code changed since it was trained); train it anew with `run`")
     device = environment.resolve_device(device_name)
-    state = torch.load(model_path, map_location="cpu", weights_only=False)
-    if state.get("identity", {}).get("run_id") != rid:
-        raise UserError(f"{model_path}: the weights are of run "
-                        f"{state.get('identity', {}).get('run_id')}, not {rid}")
+    from benchmark.safeio import load_torch
+
+    # weights only (no code runs), the tensors mapped until the identity is checked
+    state = load_torch(model_path, "kept model", mmap=True)
+    found = state.get("identity", {}) if isinstance(state, dict) else {}
+    if not isinstance(found, dict) or found.get("run_id") != rid or not isinstance(
+            state.get("model"), dict):
+        named = found.get("run_id") if isinstance(found, dict) else None
+        raise UserError(f"{model_path}: these are not the kept weights of run {rid} (they "
+                        f"name run {short(named)})")
     t0 = time.perf_counter()
     with run_lock(path.parent, rid):
         key = json_mod.dumps([record["dataset"], ident["fingerprint"]["hash"],
@@ -491,7 +498,11 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
                 cache[key] = dataclasses.replace(prep)
         prep.keep_training(ident["method_cls"].training_mask(prep.is_lr[prep.train]))
         method = ident["method_cls"](cfg, len(set(prep.labels.tolist())))
-        method.load_state_dict(state["model"])
+        try:
+            method.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, TypeError) as exc:
+            raise UserError(f"{model_path}: the kept weights do not fit the model of run {rid} "
+                            f"({str(exc).splitlines()[0][:200]})") from None
         method.to(device)
         progress_log.phase(f"{rid}: evaluating again from {model_path.name}")
         evaluation = evaluate(method, prep, cfg, device, int(record["seed"]), progress)
@@ -522,6 +533,6 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
         "seconds": round(time.perf_counter() - t0, 1)})
     for key in ("skipped", "path", "model_path", "ranks_path"):
         record.pop(key, None)
-    write_json_atomic(path, record)
+    write_json_atomic(path, record, within=path.parent)
     record["path"] = str(path)
     return record

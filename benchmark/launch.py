@@ -103,7 +103,7 @@ def state(cell: Cell) -> str:
     return "missing"
 
 
-def run_cell(cell: Cell | dict[str, Any]) -> dict[str, Any]:
+def run_cell(cell: Cell | dict[str, Any], progress: bool = False) -> dict[str, Any]:
     """Run one cell (in whatever process a launcher gives it) and say how it went; a failure
     is written to the cell's ``.failed`` marker, then raised."""
     from benchmark.atomic import write_text
@@ -115,7 +115,7 @@ def run_cell(cell: Cell | dict[str, Any]) -> dict[str, Any]:
     try:
         rec = run_experiment(cell.method, cell.dataset, cell.cfg, seed=cell.seed,
                              data_root=cell.data_root, out_dir=cell.out_dir,
-                             device_name=cell.device, progress=False,
+                             device_name=cell.device, progress=progress,
                              keep_model=cell.keep_model)
     except BaseException as exc:
         progress.error("FAILED: %s: %s", type(exc).__name__, str(exc).splitlines()[0][:300]
@@ -137,6 +137,47 @@ def run_cell(cell: Cell | dict[str, Any]) -> dict[str, Any]:
             "mAP": rec["metrics"]["mAP"], "stored": bool(rec.get("skipped")),
             "seconds": time.perf_counter() - t0, "path": rec.get("path"),
             "started": started, "ended": time.time(), "pid": os.getpid()}
+
+
+def cell_line(n: int, total: int, cell: Cell, res: dict[str, Any]) -> str:
+    """The line a launcher prints when a cell ends."""
+    took = "stored" if res["stored"] else f"{res['seconds']:.0f} s"
+    return (f"[{n}/{total}] {cell.label} on {cell.dataset} seed {cell.seed} trial {cell.trial}: "
+            f"rank1 {res['rank1']:.1f} mAP {res['mAP']:.1f} ({took})")
+
+
+def failed_line(n: int, total: int, cell: Cell, exc: BaseException) -> str:
+    first = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return (f"[{n}/{total}] {cell.label} on {cell.dataset} seed {cell.seed} trial {cell.trial}: "
+            f"FAILED ({type(exc).__name__}: {first}; .checkpoints/{cell.run_id}.failed keeps it)")
+
+
+def failures_error(failed: list[Cell], total: int) -> UserError:
+    return UserError(f"{len(failed)} of {total} cells failed (e.g. {failed[0].run_id}; its "
+                     ".checkpoints/<run id>.failed says why); `suite --status` lists them, and "
+                     "running the suite again retries them")
+
+
+# -- inline: one cell after another in this process ----------------------------------------------
+def launch_inline(cells: list[Cell], progress: bool = True, report=print
+                  ) -> list[dict[str, Any]]:
+    """Run the cells one after another here, through ``run_cell`` as every launcher does: a
+    cell that fails is recorded (its ``.failed`` marker) and the others still run; then one
+    error says how many failed. An interrupt stops the suite (run it again to resume)."""
+    results: list[dict[str, Any]] = []
+    failed: list[Cell] = []
+    for n, cell in enumerate(cells, 1):
+        try:
+            res = run_cell(cell, progress=progress)
+        except Exception as exc:  # noqa: BLE001 - recorded, the other cells go on
+            failed.append(cell)
+            report(failed_line(n, len(cells), cell, exc))
+            continue
+        results.append(res)
+        report(cell_line(n, len(cells), cell, res))
+    if failed:
+        raise failures_error(failed, len(cells))
+    return results
 
 
 # -- local: parallel processes on this machine ---------------------------------------------------
@@ -200,21 +241,16 @@ def launch_local(cells: list[Cell], workers: int | None = None, device: str = "a
                 res = fut.result()
             except Exception as exc:  # noqa: BLE001 - reported, the other cells go on
                 failed.append(cell)
-                report(f"[{n}/{len(cells)}] {cell.label} on {cell.dataset} seed {cell.seed}: "
-                       f"FAILED ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}; log "
-                       f"{Path(cell.out_dir) / 'logs' / (cell.run_id + '.log')})")
+                log_file = Path(cell.out_dir) / "logs" / f"{cell.run_id}.log"
+                report(failed_line(n, len(cells), cell, exc) + f" (log {log_file})")
                 continue
             results.append(res)
-            took = "stored" if res["stored"] else f"{res['seconds']:.0f} s"
-            report(f"[{n}/{len(cells)}] {cell.label} on {cell.dataset} seed {cell.seed} trial "
-                   f"{cell.trial}: rank1 {res['rank1']:.1f} mAP {res['mAP']:.1f} ({took})")
+            report(cell_line(n, len(cells), cell, res))
     finally:
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=False)
     if failed:
-        raise UserError(f"{len(failed)} of {len(cells)} cells failed (e.g. {failed[0].run_id}; "
-                        "its log and .checkpoints/<run id>.failed say why); `suite --status` "
-                        "lists them, and running the suite again retries them")
+        raise failures_error(failed, len(cells))
     return results
 
 

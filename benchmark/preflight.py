@@ -49,6 +49,27 @@ def check_out_dir(path: str | os.PathLike, need_bytes: int = 0, what: str = "--o
     return path
 
 
+#: the folders a results folder holds besides its records
+RESULTS_SUBFOLDERS = (".checkpoints", "logs", ".submitit")
+
+
+def check_results_folder(path: str | os.PathLike, what: str = "--out",
+                         writable: bool = True) -> Path:
+    """A results folder: writable (when ``writable``), and the folders the suite keeps in it
+    (checkpoints and locks, cell logs, Slurm's job files) are folders where they exist, not
+    files."""
+    path = check_out_dir(path, what=what) if writable else Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{what} {path} is a file; expected a folder")
+    for name in RESULTS_SUBFOLDERS:
+        sub = path / name
+        if sub.exists() and not sub.is_dir():
+            raise UserError(f"{what} {path}: {sub} is a file, but the suite keeps its "
+                            f"{'checkpoints and run locks' if name == '.checkpoints' else name} "
+                            "in a folder of that name; move the file away")
+    return path
+
+
 def check_parent_writable(path: str | os.PathLike, what: str) -> Path:
     """A file's folder exists or can be made, and is writable; the file is not a folder."""
     path = Path(path)

@@ -12,11 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from benchmark.config import load_config
 from benchmark.errors import UserError
-from benchmark.experiment import run_experiment
 
 log = logging.getLogger(__name__)
 
@@ -24,13 +21,14 @@ KEYS = {"description", "profile", "methods", "datasets", "seeds", "trials", "set
 
 
 def load_suite(path: str | Path) -> dict[str, Any]:
+    from benchmark.safeio import load_yaml
+
     path = Path(path)
     try:
-        spec = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise UserError(f"suite file {path} cannot be read: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise UserError(f"suite file {path} is not valid YAML: {exc}") from exc
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"suite file {path} cannot be read: {exc}") from None
+    spec = load_yaml(text, f"suite file {path}")
     if not isinstance(spec, dict):
         raise UserError(f"suite file {path}: expected a mapping with methods, datasets, seeds")
     unknown = set(spec) - KEYS
@@ -177,26 +175,14 @@ def ensure_data(spec: dict[str, Any], data_root: str) -> list[str]:
 def run_suite(spec: dict[str, Any], out_dir: str | Path, data_root: str, device: str = "auto",
               progress: bool = False, report: Callable[[str], None] = print,
               keep_model: bool = False) -> list[dict[str, Any]]:
-    """Run every run of the suite not yet in ``out_dir``; returns all records."""
-    from datasets import trial_configs
+    """Run every cell of the suite here, one after another (the inline launcher: through
+    ``benchmark.launch.run_cell``, as every launcher runs a cell); cells already stored are
+    reported as such. A failed cell is recorded and the others still run; then a UserError
+    says how many failed. Returns one result per cell that ran or was stored."""
+    from benchmark.launch import cells_of, launch_inline
 
-    runs = expand(spec)  # registers module:Class methods before their config sections load
-    records = []
-    jobs = []
-    for r in runs:
-        base = load_config(spec.get("profile", "cpu"), list(spec.get("set") or []) + r["set"])
-        for trial, cfg in trial_configs(r["dataset"], base, r["trials"]):
-            jobs.append((r["method"], r["dataset"], r["seed"], trial, cfg, r["set"]))
-    for k, (method, dataset, seed, trial, cfg, extra) in enumerate(jobs, 1):
-        rec = run_experiment(method, dataset, cfg, seed=seed, data_root=data_root,
-                             out_dir=out_dir, device_name=device, progress=progress,
-                             keep_model=keep_model)
-        state = "stored" if rec.get("skipped") else f"{rec['timings']['total_s']:.0f} s"
-        name = f"{method} [{', '.join(extra)}]" if extra else method
-        report(f"[{k}/{len(jobs)}] {name} on {dataset} seed {seed} trial {trial}: rank1 "
-               f"{rec['metrics']['rank1']:.1f} mAP {rec['metrics']['mAP']:.1f} ({state})")
-        records.append(rec)
-    return records
+    return launch_inline(cells_of(spec, out_dir, data_root, device, keep_model), progress,
+                         report)
 
 
 def estimate(spec: dict[str, Any], profile_dir: str | Path) -> list[dict[str, Any]]:

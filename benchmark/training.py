@@ -45,17 +45,23 @@ def iters_per_epoch(cfg: dict[str, Any], num_train: int) -> int:
 def _load_checkpoint(checkpoint: Path, device: torch.device, identity: dict[str, Any] | None
                      ) -> dict[str, Any] | None:
     """The checkpoint's state, or None (training starts anew) when it belongs to another run or
-    cannot be read; an unreadable one is moved aside to ``*.corrupt`` and named."""
+    cannot be read. It is read with the weights-only unpickler (``benchmark.safeio``), its
+    tensors mapped, not read, until its identity is checked: a crafted file in a shared results
+    folder cannot run code. An unreadable one is moved aside to ``*.corrupt``, one that holds
+    more than weights and plain data to ``*.unsafe``, and either is named."""
+    from benchmark.errors import UnsafeFileError
+    from benchmark.safeio import load_torch
+
     try:
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        state = load_torch(checkpoint, "checkpoint", map_location="cpu", mmap=True)
         if not isinstance(state, dict) or not {"epoch", "model", "optimizer"} <= set(state):
-            raise ValueError("not an mlr-bench checkpoint")
-    except Exception as exc:  # noqa: BLE001 - any failure to read it means: do not resume
-        aside = checkpoint.with_name(checkpoint.name + ".corrupt")
+            raise UserError(f"{checkpoint}: not an mlr-bench checkpoint")
+    except UserError as exc:
+        suffix = ".unsafe" if isinstance(exc, UnsafeFileError) else ".corrupt"
+        aside = checkpoint.with_name(checkpoint.name + suffix)
         checkpoint.replace(aside)
-        log.warning("checkpoint %s cannot be read (%s: %s); moved aside to %s, training from "
-                    "the start", checkpoint, type(exc).__name__, str(exc).splitlines()[0][:120]
-                    if str(exc) else "", aside)
+        log.warning("checkpoint %s is not resumed (%s); moved aside to %s, training from the "
+                    "start", checkpoint, str(exc).splitlines()[0][:300], aside)
         return None
     found = state.get("identity")
     if identity is not None and found != identity:

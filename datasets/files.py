@@ -36,7 +36,15 @@ def list_images(folder: Path, like: str, exts: tuple[str, ...] = IMAGE_EXTS) -> 
     """Image files of a folder, sorted; a missing or image-less folder is an error."""
     if not folder.is_dir():
         raise UserError(f"folder {folder} is missing; {synth_hint(like)}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in exts and p.is_file())
+    named = sorted(p for p in folder.iterdir() if p.suffix.lower() in exts)
+    # a link that leads nowhere (dangling, or a loop) is named, never dropped: the protocol
+    # would change without a word
+    broken = [p for p in named if p.is_symlink() and not p.exists()]
+    if broken:
+        shown = ", ".join(str(b) for b in broken[:3])
+        raise UserError(f"{len(broken)} image name(s) in {folder} are links that lead to no file "
+                        f"(dangling or looping), e.g. {shown}; fix or remove them")
+    files = [p for p in named if p.is_file()]
     if not files:
         raise UserError(f"folder {folder} holds no images (expected {', '.join(exts)} files); "
                         f"{synth_hint(like)}")

@@ -30,12 +30,12 @@ def _cached_weight_files(arch: str) -> list[str]:
 
 
 def _load_state(path: str) -> dict[str, torch.Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise UserError(
-            f"model.weights: cannot read '{path}' as a torch state_dict: {exc}"
-        ) from exc
+    from benchmark.safeio import load_torch
+
+    try:  # weights only: a file that would run code is refused
+        state = load_torch(path, "model.weights file")
+    except UserError as exc:
+        raise UserError(f"model.weights: {exc}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -4,10 +4,12 @@ display form, Markdown and HTML tables."""
 from __future__ import annotations
 
 import html
+import re
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from markupsafe import Markup
 
 MISSING = "—"
 
@@ -95,15 +97,24 @@ def all_results(agg: pd.DataFrame, profile: str) -> pd.DataFrame:
     } for _, c in sub.iterrows()])
 
 
-def md_table(df: pd.DataFrame) -> str:
+def md_escape(text: str) -> str:
+    """Text from a record as Markdown shows it, never as HTML (GitHub renders raw HTML in
+    Markdown): a < that could open a tag (before a letter, /, ! or ?) as &lt;, and an & that
+    could start an entity as &amp;; "< 10 %" and "HR->HR" stay as they are."""
+    return re.sub(r"<(?=[A-Za-z/!?])", "&lt;", re.sub(r"&(?=[#A-Za-z])", "&amp;", text))
+
+
+def md_table(df: pd.DataFrame) -> Markup:
+    """A Markdown table, every cell escaped (``md_escape``, and ``|``), marked safe for the
+    Markdown template (which escapes everything else it is given)."""
     if df.empty:
-        return f"_{MISSING} (no rows)_"
-    cols = [str(c) for c in df.columns]
+        return Markup(f"_{MISSING} (no rows)_")
+    cols = [md_escape(str(c)) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for _, row in df.iterrows():
-        cells = [_fmt_value(v).replace("|", "\\|") for v in row]
+        cells = [md_escape(_fmt_value(v)).replace("|", "\\|") for v in row]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return Markup("\n".join(lines))
 
 
 def html_table(df: pd.DataFrame) -> str:

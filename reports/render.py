@@ -7,6 +7,7 @@ self-contained file with the same figures inlined as base64 (no network needed).
 from __future__ import annotations
 
 import base64
+import glob
 import logging
 import os
 import re
@@ -19,9 +20,11 @@ from typing import Any
 
 import jinja2
 import pandas as pd
+from markupsafe import Markup
 
 from benchmark.atomic import current_umask, write_bytes
 from benchmark.errors import UserError
+from benchmark.safeio import slug
 from reports import claims as claims_mod
 from reports import literature as lit_mod
 from reports import plots
@@ -34,6 +37,7 @@ from reports.formatting import (
     display_table1,
     display_table2,
     html_table,
+    md_escape,
     md_table,
 )
 from reports.paper import check, ladder, paper_tables, table1, table2, table2_dataset
@@ -57,9 +61,16 @@ FOOTNOTE = (f"{MISSING} : no number — the paper gives none for that cell, or t
 
 @dataclass
 class Figure:
+    """A figure of the report. ``file`` is made a plain file name whatever the record fields it
+    was built from hold (a ``/`` or ``..`` in a profile or run id never leaves the report)."""
+
     title: str
     file: str
     png: bytes
+
+    def __post_init__(self) -> None:
+        stem = self.file[:-4] if self.file.endswith(".png") else self.file
+        self.file = f"{slug(stem, 200)}.png"
 
     @property
     def b64(self) -> str:
@@ -138,7 +149,7 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
                                      plots.swa_trajectories(series, "SWA: p_hr and mean weights "
                                                             f"per epoch, {profile}")))
         sweeps = _sweeps(fr, profile)
-        rank_figures = _ranked_lists(fr, profile)
+        rank_figures = _ranked_lists(fr, profile, store.skipped)
         swa_t = swa_mod.swa_table(fr)
         rr_t = rerank_mod.rerank_table(fr)
         claims = claims_mod.claims_table(fr, cost, profile)
@@ -219,9 +230,11 @@ RANKS_K, RANKS_WORST, RANKS_RANDOM = 8, 3, 2
 RANKS_DPI = 140
 
 
-def _ranked_lists(frame: pd.DataFrame, profile: str) -> list[Figure]:
+def _ranked_lists(frame: pd.DataFrame, profile: str, problems: list[str] | None = None
+                  ) -> list[Figure]:
     """One ranked-list figure per (dataset, table row): the run with the lowest seed that has
-    ranked lists. A run whose data is not here is left out (the figure needs its images)."""
+    ranked lists. A run whose data is not here, or whose ranked lists are damaged or another
+    run's, is left out with a warning (added to ``problems``, which the report lists)."""
     from benchmark.store import load_record
     from reports.visrank import draw, load_ranks
 
@@ -233,22 +246,33 @@ def _ranked_lists(frame: pd.DataFrame, profile: str) -> list[Figure]:
         first = g.iloc[0]
         try:
             record = load_record(first["path"])
-            png = draw(record, load_ranks(first["path"]), RANKS_K, RANKS_WORST, RANKS_RANDOM,
+            png = draw(record, load_ranks(first["path"], record["run_id"]), RANKS_K,
+                       RANKS_WORST, RANKS_RANDOM,
                        dpi=RANKS_DPI, palette=True)
         except UserError as exc:
             log.warning("no ranked-list figure for %s on %s: %s", label, dataset, exc)
+            if problems is not None:
+                problems.append(f"no ranked-list figure for {label} on {dataset}: {exc}")
             continue
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{label}")
         figures.append(Figure(f"{label} on {dataset} (seed {first['seed']})",
-                              f"ranks__{profile}__{dataset}__{slug}.png", png))
+                              f"ranks__{profile}__{dataset}__{slug(label)}.png", png))
     return figures
 
 
-def _env() -> jinja2.Environment:
+def _md_finalize(value: Any) -> Any:
+    """Every value the Markdown template prints, escaped unless it is a table ``md_table``
+    escaped cell by cell: text from records never reaches the page as HTML."""
+    if isinstance(value, str) and not isinstance(value, Markup):
+        return md_escape(value)
+    return value
+
+
+def _env(markdown: bool = False) -> jinja2.Environment:
     return jinja2.Environment(
         loader=jinja2.PackageLoader("reports", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html", "j2.html")),
-        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+        finalize=_md_finalize if markdown else None)
 
 
 def render(results: str | Path, out: str | Path, formats: tuple[str, ...] = ("md", "html"),
@@ -257,14 +281,14 @@ def render(results: str | Path, out: str | Path, formats: tuple[str, ...] = ("md
     out = Path(out)
     check_report_folder(out)
     ctx = build(results, skip_bad)
-    env = _env()
+    env, md_env = _env(), _env(markdown=True)
     files: dict[str, bytes] = {}
     if "md" in formats:
         for s in ctx["sections"]:
             for f in [*s["figures"], *[w["figure"] for w in s["sweeps"]],
                       *s["rank_figures"]]:
                 files[f.file] = f.png
-        files["report.md"] = env.get_template("report.md.j2").render(**ctx).encode()
+        files["report.md"] = md_env.get_template("report.md.j2").render(**ctx).encode()
     if "html" in formats:
         files["report.html"] = env.get_template("report.html").render(**ctx).encode()
     swap_in(out, files)
@@ -307,7 +331,8 @@ def swap_in(out: Path, files: dict[str, bytes]) -> None:
     failure part-way leaves the previous report as it was. The folder then holds exactly this
     report (a ``--format md`` render drops an earlier report.html). Temp folders a killed
     report left beside ``out`` are removed first."""
-    for stale in [*out.parent.glob(f".{out.name}.*.tmp"), *out.parent.glob(f".{out.name}.old-*")]:
+    name = glob.escape(out.name)  # a folder name may hold glob characters ([, *, ?)
+    for stale in [*out.parent.glob(f".{name}.*.tmp"), *out.parent.glob(f".{name}.old-*")]:
         owner = re.search(r"\.old-(\d+)$|\.(\d+)-[^.]*\.tmp$", stale.name)
         pid = next((g for g in owner.groups() if g), "") if owner else ""
         if pid and _alive(int(pid)):
@@ -318,7 +343,7 @@ def swap_in(out: Path, files: dict[str, bytes]) -> None:
     old = out.parent / f".{out.name}.old-{os.getpid()}"
     try:
         for name, data in files.items():
-            write_bytes(tmp / name, data)
+            write_bytes(tmp / name, data, within=tmp)
         os.chmod(tmp, 0o777 & ~current_umask())
         if out.exists():
             os.rename(out, old)

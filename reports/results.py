@@ -24,6 +24,7 @@ from benchmark.store import (
     OLD_RUN_SCHEMAS,
     PROFILE_SCHEMA,
     SCHEMA,
+    profile_problem,
     record_problem,
     upgrade_record,
 )
@@ -65,19 +66,23 @@ def load_store(folder: str | Path, skip_bad: bool = False) -> Store:
         try:
             data = json.loads(path.read_text())
             schema = data.get("schema") if isinstance(data, dict) else None
-        except (OSError, json.JSONDecodeError) as exc:
-            problem = f"{path} is not readable JSON ({exc})"
+        except (OSError, json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
+            problem = f"{path} is not readable JSON ({str(exc).splitlines()[0][:200]})"
             schema = None
             data = None
         else:
             problem = (f"{path} is not an mlr-bench record (expected schema {RUN_SCHEMA} or "
                        f"{PROFILE_SCHEMA}, found {schema!r})")
         if schema in (RUN_SCHEMA, *OLD_RUN_SCHEMAS):
-            incomplete = record_problem(data)
+            incomplete = record_problem(data, path)
             if incomplete:
                 schema, problem = None, f"{path} is {incomplete}"
             else:
                 data, schema = upgrade_record(data), RUN_SCHEMA
+        if schema == PROFILE_SCHEMA:
+            incomplete = profile_problem(data, path)
+            if incomplete:
+                schema, problem = None, f"{path} is {incomplete}"
         if schema == RUN_SCHEMA:
             if data["run_id"] in seen:  # one run found twice (a copy in another folder)
                 log.warning("skipped %s: run %s is already read from %s", path, data["run_id"],

@@ -23,16 +23,59 @@ from benchmark.errors import UserError
 DRAW_SEED = 0
 
 
-def load_ranks(record_path: str | Path) -> dict[str, Any]:
+def _int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def ranks_problem(data: Any, run_id: str | None) -> str | None:
+    """What is wrong with a ranked-lists file, or None: its schema and run, and every field
+    the figure reads, indices in range."""
+    from benchmark.sweep import RANKS_SCHEMA
+
+    if not isinstance(data, dict) or data.get("schema") != RANKS_SCHEMA:
+        return f"not ranked lists (expected schema {RANKS_SCHEMA})"
+    if run_id is not None and data.get("run_id") != run_id:
+        return (f"the ranked lists of run {str(data.get('run_id'))[:120]!r}, not of {run_id}; "
+                "they belong to another run")
+    gallery, queries = data.get("gallery"), data.get("queries")
+    if not (isinstance(gallery, list) and isinstance(queries, list) and queries
+            and _int(data.get("k")) and data["k"] >= 1 and isinstance(data.get("distance"), str)):
+        return "ranked lists without their gallery, queries, k or distance"
+    if not all(isinstance(g, dict) and isinstance(g.get("source"), str) for g in gallery):
+        return "ranked lists whose gallery entries have no source"
+    for n, q in enumerate(queries):
+        ok = (isinstance(q, dict) and isinstance(q.get("source"), str) and _int(q.get("pid"))
+              and _int(q.get("rate")) and q["rate"] >= 1 and _num(q.get("ap"))
+              and isinstance(q.get("top"), list))
+        top = q.get("top") if ok else None
+        ok = ok and all(isinstance(t, list) and len(t) == 3 and _int(t[0]) and _int(t[1])
+                        and _num(t[2]) and 0 <= t[0] < len(gallery) for t in top)
+        if not ok:
+            return (f"ranked lists whose query {n} is malformed (its source, pid, rate, ap, or a "
+                    "top entry [gallery index in range, pid, distance])")
+    return None
+
+
+def load_ranks(record_path: str | Path, run_id: str | None = None) -> dict[str, Any]:
+    """The ranked lists beside a record, checked (``ranks_problem``) against ``run_id``."""
     path = Path(record_path).with_suffix(".ranks.json")
     if not path.is_file():
         raise UserError(f"{record_path}: no ranked lists {path.name} beside it (runs write them "
                         "since eval.ranks_top_k was added; `python -m benchmark evaluate "
                         f"{record_path}` writes them from the run's kept weights)")
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not readable JSON ({exc})") from None
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not readable JSON ({str(exc).splitlines()[0][:200]})"
+                        ) from None
+    problem = ranks_problem(data, run_id)
+    if problem:
+        raise UserError(f"{path}: {problem}")
+    return data
 
 
 def choose(ranks: dict[str, Any], worst: int, random: int, seed: int = DRAW_SEED

@@ -128,7 +128,8 @@ def test_suite_runs_and_resumes(tmp_path, capsys):
     assert len(list((tmp_path / "res").glob("*[0-9a-f].json"))) == 2
     assert main(args) == 0  # everything is stored now: nothing runs again
     out = capsys.readouterr().out
-    assert out.count("(stored)") == 2 and "wrote generated" not in out
+    assert "2 cells: 2 already stored" in out and "0 to run" in out
+    assert "[1/" not in out and "wrote generated" not in out
 
 
 def test_suite_bad_file(tmp_path, capsys):

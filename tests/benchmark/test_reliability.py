@@ -174,10 +174,10 @@ def test_full_disk_at_the_final_record_rescues_the_metrics(tmp_path, capsys, mon
     monkeypatch.setenv("MLRBENCH_RESCUE", str(tmp_path / "rescue"))
     real = experiment.write_json_atomic
 
-    def full_disk_in_out(path, data):
+    def full_disk_in_out(path, data, within=None):
         if str(path).startswith(str(out) + os.sep):
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(path, data)
+        return real(path, data, within)
 
     monkeypatch.setattr(experiment, "write_json_atomic", full_disk_in_out)
     assert main(run_args(tmp_path)) == 3
@@ -539,15 +539,17 @@ def test_torch_full_disk_error_is_reported_as_such(tmp_path, monkeypatch, caplog
 def test_suite_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):
     """A method entry {method, set} runs with the suite's overrides and then its own; a plain
     entry of the same method keeps the suite's config (two configs, two run ids)."""
+    import benchmark.experiment as experiment_mod
     import benchmark.suite as suite_mod
 
     seen = []
 
     def fake(method, dataset, cfg, seed, **kw):
         seen.append((method, cfg["ftwa"]["swa_weights"], cfg["train"]["epochs"]))
-        return {"metrics": {"rank1": 1.0, "mAP": 1.0}, "timings": {"total_s": 0.0}}
+        return {"run_id": "x", "metrics": {"rank1": 1.0, "rank5": 1.0, "mAP": 1.0},
+                "timings": {"total_s": 0.0}}
 
-    monkeypatch.setattr(suite_mod, "run_experiment", fake)
+    monkeypatch.setattr(experiment_mod, "run_experiment", fake)
     spec = {"profile": "smoke", "set": ["train.epochs=3"], "datasets": ["synthetic"],
             "methods": ["ftwa", {"method": "ftwa", "set": ["ftwa.swa_weights=detached"]}],
             "seeds": [0]}

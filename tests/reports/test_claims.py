@@ -162,7 +162,7 @@ def test_configs_of_one_side_are_never_pooled(tmp_path, ftwa_record):
     rec = json.loads(next(folder.glob("ftwa__*seed0*.json")).read_text())
     rec.update(config_hash="other", run_id="ftwa__other__seed0")
     rec["metrics"]["rank1"] = 90.0
-    (folder / "other.json").write_text(json.dumps(rec))
+    (folder / "ftwa__other__seed0.json").write_text(json.dumps(rec))
     frame = runs_frame(load_store(folder))
     rows = compare(frame, Claim("x", "ftwa", "ftwa-r"))
     assert sorted(r["configs"].split(" vs ")[0] for r in rows) == ["hftwa", "other"]

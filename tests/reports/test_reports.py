@@ -268,11 +268,11 @@ def test_a_failed_report_leaves_the_previous_one(results, tmp_path, monkeypatch)
     real = render_module.write_bytes
     calls = []
 
-    def full_disk_on_second_file(path, data):
+    def full_disk_on_second_file(path, data, within=None):
         calls.append(path)
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(path, data)
+        return real(path, data, within)
 
     monkeypatch.setattr(render_module, "write_bytes", full_disk_on_second_file)
     with pytest.raises(OSError):

@@ -1,0 +1,104 @@
+"""Reading what a user or another machine hands the suite, safely: torch files as weights
+only, YAML with a nesting limit, and names that may become file names checked or made into
+slugs. No function here runs code from a file or lets a field of one choose where a file goes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import UnsafeFileError, UserError, short
+
+#: a name that may be part of a file name: letters, digits, and . _ - + =, not starting with a
+#: dot (no hidden files, no "..")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+=-]*")
+#: deepest nesting a YAML input may have (profiles and suites need 4)
+YAML_DEPTH = 32
+
+
+def is_name(value: Any) -> bool:
+    return isinstance(value, str) and bool(NAME.fullmatch(value)) and ".." not in value
+
+
+def check_name(value: Any, field: str, where: str) -> str:
+    """``value`` if it can safely be part of a file name, else a UserError naming the field."""
+    if not is_name(value):
+        raise UnsafeFileError(f"{where}: {field} {short(value, 80)} is not a plain name (letters, "
+                              "digits, . _ - + =; no path separators or '..'); refused")
+    return value
+
+
+def slug(text: Any, limit: int = 120) -> str:
+    """Any text as a file-name part: runs of characters other than letters, digits, _ . - become
+    '-'; no leading dot and no '..' (so never a hidden file or a step up)."""
+    out = re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text))
+    while ".." in out:
+        out = out.replace("..", ".")
+    return out.lstrip(".")[:limit] or "x"
+
+
+def inside(path: str | os.PathLike, folder: str | os.PathLike) -> bool:
+    """``path`` (resolved, links followed) lies in ``folder`` (resolved)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+    except ValueError:
+        return False
+    return True
+
+
+def _depth(value: Any, limit: int, level: int = 0) -> int:
+    if level > limit:
+        return level
+    if isinstance(value, dict):
+        return max([level, *(_depth(v, limit, level + 1) for v in value.values())])
+    if isinstance(value, list):
+        return max([level, *(_depth(v, limit, level + 1) for v in value)])
+    return level
+
+
+def load_yaml(text: str, where: str, max_depth: int = YAML_DEPTH) -> Any:
+    """``yaml.safe_load`` (no Python objects) with a nesting limit; errors name ``where``."""
+    import yaml
+
+    lead = text[: len(text) - len(text.lstrip("[{ \t\n"))]
+    if sum(c in "[{" for c in lead) > max_depth:  # deep flow collections overflow the parser
+        raise UserError(f"{where}: nested more than {max_depth} levels deep; refused")
+    try:
+        data = yaml.safe_load(text)
+    except RecursionError:
+        raise UserError(f"{where}: nested too deeply to read (at most {max_depth} levels are "
+                        "read); refused") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{where} is not valid YAML: {str(exc).splitlines()[0][:200]}") from None
+    if _depth(data, max_depth) > max_depth:
+        raise UserError(f"{where}: nested more than {max_depth} levels deep; refused")
+    return data
+
+
+def load_torch(path: str | os.PathLike, what: str, map_location: Any = "cpu",
+               mmap: bool = False) -> Any:
+    """A torch file read with the weights-only unpickler (tensors and plain data: dicts, lists,
+    numbers, strings), so reading it cannot run code. A file that needs more is refused with one
+    line; one that cannot be read (truncated, not a torch file) is a UserError naming it.
+    ``mmap``: map the tensors instead of reading them (cheap: check the file's identity first)."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        raise UnsafeFileError(
+            f"{path}: {what} holds Python objects beyond tensors and plain data, which loading "
+            "could run as code; refused (the suite reads weights only: "
+            f"{str(exc).splitlines()[0][:160]})") from None
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such {what}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise UserError(f"{path}: {what} cannot be read ({first}); it may be truncated or not a "
+                        "torch file") from None
