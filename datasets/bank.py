@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 from datasets.base import MLRData, Sample, build_dataset
-from datasets.transforms import prepare
+from datasets.images import prepare
 
 log = logging.getLogger(__name__)
 

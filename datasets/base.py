@@ -24,9 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.config import Option
-from benchmark.errors import UserError
-from benchmark.registry import Registry
+from benchmark.core.errors import UserError
+from benchmark.core.options import Option
+from benchmark.core.registry import Registry
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmark.config import Option
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
+from benchmark.core.options import Option
 from datasets.base import DatasetSpec, MLRData, Sample, register_dataset
 from datasets.files import first_existing, list_images, parse_names
 from datasets.protocols import (

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from benchmark.preflight import check_data_root
+from benchmark.core.checks import check_data_root
 from datasets.base import DATASETS, MLRData, Sample, build_dataset, trial_configs
 from datasets.files import read_image
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp")
 

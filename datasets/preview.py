@@ -10,9 +10,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmark.atomic import atomic_write  # noqa: E402
+from benchmark.core.atomic import atomic_write
 from datasets.generator import PersonGenerator  # noqa: E402
-from datasets.transforms import downsample, prepare  # noqa: E402
+from datasets.images import downsample, prepare
 
 
 def preview_grid(path: str | Path, seed: int = 0, ids: int = 4, size: tuple[int, int] = (128, 64),

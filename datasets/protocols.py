@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 from datasets.base import Sample
 from datasets.files import read_image
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 
 
 class PKSampler:

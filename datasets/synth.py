@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmark.atomic import write_text
-from benchmark.errors import UserError
+from benchmark.core.atomic import write_text
+from benchmark.core.errors import UserError
 from datasets.base import DATASETS, DatasetSpec
 from datasets.protocols import GENERATED_MARKER
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmark.config import Option
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
+from benchmark.core.options import Option
 from datasets.base import DatasetSpec, MLRData, Sample, draw_rates, register_dataset
 from datasets.generator import GENERATOR_VERSION, PersonGenerator
 

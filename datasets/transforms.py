@@ -1,53 +1,12 @@
-"""Image transforms: the LR path of the loader (PIL: down-sample, then resize to the input
-size), batch augmentation, normalisation and its inverse, and the LR path on tensors
-(``degrade``: what FTWA's synthetic twins and the SR methods' training pairs take)."""
+"""Training augmentation on uint8 batches: random flip, random crop after padding, random
+erasing. (The loader's LR path is ``datasets.images``; normalisation and the LR path on
+tensors are ``benchmark.core.imaging``.)"""
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from PIL import Image
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-_PIL = {
-    "bicubic": Image.Resampling.BICUBIC,
-    "bilinear": Image.Resampling.BILINEAR,
-    "nearest": Image.Resampling.NEAREST,
-    "lanczos": Image.Resampling.LANCZOS,
-}
-
-
-def downsample(img: Image.Image, rate: int, interpolation: str = "bicubic") -> Image.Image:
-    """Down-sample by ``rate`` to (floor(W/r), floor(H/r)), at least 1x1 (PIL, protocols.md)."""
-    if rate <= 1:
-        return img
-    w, h = img.size
-    return img.resize((max(1, w // rate), max(1, h // rate)), _PIL[interpolation])
-
-
-def prepare(img: np.ndarray | Image.Image, rate: int, size: tuple[int, int],
-            interpolation: str = "bicubic") -> np.ndarray:
-    """Native image -> (down-sampled by ``rate``) -> resized to ``size`` = (H, W). uint8 CHW.
-
-    Real LR images (rate 1, small) and synthetic LR images take the same final resize.
-    """
-    pil = img if isinstance(img, Image.Image) else Image.fromarray(img)
-    pil = downsample(pil.convert("RGB"), rate, interpolation)
-    h, w = size
-    if pil.size != (w, h):
-        pil = pil.resize((w, h), _PIL[interpolation])
-    return np.ascontiguousarray(np.asarray(pil, dtype=np.uint8).transpose(2, 0, 1))
-
-
-def normalize(batch: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, H, W) -> float, ImageNet mean/std normalised."""
-    x = batch.float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return (x - mean) / std
-
+from benchmark.core.imaging import IMAGENET_MEAN
 
 #: the fill colours ``random_erase`` offers (``train.erasing_fill``)
 ERASING_FILLS = ("random", "mean")
@@ -119,58 +78,4 @@ def augment(batch: torch.Tensor, generator: torch.Generator, flip: bool = True,
         out = padded[idx_b, idx_c, rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
     if erasing and erasing.get("probability", 0) > 0:
         out = random_erase(out, generator, **erasing)
-    return out
-
-
-def _mean_std(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return mean, std
-
-
-def to_pixels(x: torch.Tensor) -> torch.Tensor:
-    """ImageNet-normalised -> [0, 1] pixels (the inverse of ``normalize``)."""
-    mean, std = _mean_std(x)
-    return x * std + mean
-
-
-def from_pixels(p: torch.Tensor) -> torch.Tensor:
-    """[0, 1] pixels -> ImageNet-normalised."""
-    mean, std = _mean_std(p)
-    return (p - mean) / std
-
-
-def degrade(x: torch.Tensor, rates: list[int], generator: torch.Generator | None = None,
-            fixed: int | None = None, native_size: torch.Tensor | None = None) -> torch.Tensor:
-    """I'_LR = down(I_HR) on a batch (B, C, H, W) at the input size, at the rate a real LR image
-    of the protocol has: each image is brought to (floor(h_n / r), floor(w_n / r)), with
-    (h_n, w_n) its native size as captured (``native_size``, (B, 2); the input size when None)
-    and r drawn uniformly from ``rates`` with ``generator`` (or ``fixed``), by bicubic
-    down-sampling, then bicubic back to (H, W), like real LR images. Both resizes use torch's
-    antialiased bicubic, whose kernel (a = -0.5) is PIL's: on a 128x64 crop at input 256x128
-    PSNR(twin, PIL-made LR image) is about 50 dB.
-
-    Down-sampling from the input size by r would be milder wherever the native crop is smaller
-    than the input (a 128x64 Market crop at 256x128 would give the twin of rate 2r); the target
-    size is therefore taken relative to the native size (method-notes.md, I'_LR)."""
-    b, _, h, w = x.shape
-    if b == 0:
-        return x
-    if fixed is not None:
-        r = torch.full((b,), int(fixed))
-    else:
-        pick = torch.randint(0, len(rates), (b,), generator=generator)
-        r = torch.tensor([int(rates[i]) for i in pick])
-    if native_size is None:
-        native = torch.tensor([[h, w]]).expand(b, 2)
-    else:
-        native = torch.as_tensor(native_size).reshape(b, 2).cpu().long()
-    target = torch.stack([(native[:, 0] // r).clamp(min=1), (native[:, 1] // r).clamp(min=1)], 1)
-    out = torch.empty_like(x)
-    for size in torch.unique(target, dim=0).tolist():
-        sel = (target == torch.tensor(size)).all(1).to(x.device)
-        small = torch.nn.functional.interpolate(x[sel], size=tuple(size), mode="bicubic",
-                                                antialias=True, align_corners=False)
-        out[sel] = torch.nn.functional.interpolate(small, size=(h, w), mode="bicubic",
-                                                   antialias=True, align_corners=False)
     return out

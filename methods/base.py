@@ -39,10 +39,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from benchmark.config import Option
-from benchmark.errors import UserError
-from benchmark.metrics import pairwise_distance
-from benchmark.registry import Registry, RegistryError, import_object
+from benchmark.core.distances import pairwise_distance
+from benchmark.core.errors import UserError
+from benchmark.core.options import Option
+from benchmark.core.registry import Registry, RegistryError, import_object
 
 #: where a module lies: on the query path (LR images), the gallery path (HR images), or neither
 #: (used in training only, e.g. a classifier)

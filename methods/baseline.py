@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from datasets.transforms import degrade
+from benchmark.core.imaging import degrade
 from methods.backbones import FEATURE_DIMS, BNNeck, build_resnet, gap
 from methods.base import GALLERY, QUERY, Batch, Method, register_method
 from methods.losses import batch_hard_triplet, identity_loss

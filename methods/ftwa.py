@@ -17,10 +17,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from benchmark.config import Option
-from benchmark.errors import UserError
-from benchmark.metrics import pairwise_distance
-from datasets.transforms import degrade
+from benchmark.core.distances import pairwise_distance
+from benchmark.core.errors import UserError
+from benchmark.core.imaging import degrade
+from benchmark.core.options import Option
 from methods.backbones import FEATURE_DIMS, BNNeck, gap
 from methods.base import GALLERY, QUERY, Batch, EvalContext, Method, register_method
 from methods.losses import batch_hard_triplet, identity_loss

@@ -20,7 +20,7 @@ def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: flo
     negative d_an = min over other labels; loss = mean(max(0, d_ap - d_an + margin)).
     Anchors with no positive or no negative in the batch are left out; 0 if none is left.
 
-    ``gather``: in a run on several processes (``benchmark.distributed``), mine over the whole
+    ``gather``: in a run on several processes (``benchmark.core.distributed``), mine over the whole
     batch, every process's features gathered (with their gradients), as one process would.
     Every process must then call it at the same point of its step.
     """
@@ -28,7 +28,7 @@ def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: flo
         raise ValueError(f"features {tuple(features.shape)} and labels {tuple(labels.shape)} "
                          "disagree on the batch size")
     if gather:
-        from benchmark.distributed import gather_features
+        from benchmark.core.distributed import gather_features
 
         features, labels = gather_features(features, labels)
     dist = euclidean(features, features)

@@ -32,9 +32,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from benchmark import progress as progress_log
-from benchmark.config import Option
-from datasets.transforms import degrade, from_pixels, prepare, to_pixels
+from benchmark.core import progress as progress_log
+from benchmark.core.imaging import degrade, from_pixels, to_pixels
+from benchmark.core.options import Option
+from datasets.images import prepare
 from methods.base import GALLERY, QUERY, Batch, EvalContext, Method, TrainContext, register_method
 from methods.baseline import Baseline
 from methods.sr_nets import build_sr

@@ -24,8 +24,9 @@ from torchmetrics.functional.image import (
     structural_similarity_index_measure,
 )
 
-from benchmark.atomic import atomic_write
-from datasets.transforms import downsample, normalize, prepare, to_pixels
+from benchmark.core.atomic import atomic_write
+from benchmark.core.imaging import normalize, to_pixels
+from datasets.images import downsample, prepare
 
 
 def _native(prep, sample) -> np.ndarray:

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 from reports.formatting import MISSING
 
 RANKS = ("rank1", "rank5", "rank10")

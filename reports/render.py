@@ -22,9 +22,9 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from benchmark.atomic import current_umask, write_bytes
-from benchmark.errors import UserError
-from benchmark.safeio import slug
+from benchmark.core.atomic import current_umask, write_bytes
+from benchmark.core.errors import UserError
+from benchmark.core.safeio import slug
 from reports import claims as claims_mod
 from reports import literature as lit_mod
 from reports import plots
@@ -235,7 +235,7 @@ def _ranked_lists(frame: pd.DataFrame, profile: str, problems: list[str] | None 
     """One ranked-list figure per (dataset, table row): the run with the lowest seed that has
     ranked lists. A run whose data is not here, or whose ranked lists are damaged or another
     run's, is left out with a warning (added to ``problems``, which the report lists)."""
-    from benchmark.store import load_record
+    from benchmark.harness.records import load_record
     from reports.visrank import draw, load_ranks
 
     figures = []

@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import UserError
-from benchmark.store import (
+from benchmark.core.errors import UserError
+from benchmark.harness.records import (
     OLD_RUN_SCHEMAS,
     PROFILE_SCHEMA,
     SCHEMA,
     profile_problem,
     record_problem,
-    upgrade_record,
 )
+from benchmark.harness.store import upgrade_record
 from datasets.protocols import GENERATED_MARKER
 
 log = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ def _agg(group: pd.DataFrame, key: str) -> dict[str, float]:
 def variant(record: dict[str, Any]) -> str:
     """A short hash of the run's config without its dataset's section and trial: runs of one
     method on several datasets with the same settings share it (one row of Table 1)."""
-    from benchmark.config import run_config
+    from benchmark.harness.records import run_config
     from methods import METHODS
 
     section = METHODS[record["method"]].config_section if record["method"] in METHODS else None
@@ -186,7 +186,7 @@ def variant_text(record: dict[str, Any]) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _profile_json(profile: str) -> str | None:
-    from benchmark.config import load_config
+    from benchmark.harness.config import load_config
 
     try:
         return json.dumps(load_config(profile))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 
 #: the random draw of queries is fixed (numpy default_rng(seed))
 DRAW_SEED = 0
@@ -34,7 +34,7 @@ def _num(v: Any) -> bool:
 def ranks_problem(data: Any, run_id: str | None) -> str | None:
     """What is wrong with a ranked-lists file, or None: its schema and run, and every field
     the figure reads, indices in range."""
-    from benchmark.sweep import RANKS_SCHEMA
+    from benchmark.harness.sweep import RANKS_SCHEMA
 
     if not isinstance(data, dict) or data.get("schema") != RANKS_SCHEMA:
         return f"not ranked lists (expected schema {RANKS_SCHEMA})"
@@ -128,7 +128,7 @@ class _Images:
 
     def as_seen(self, source: str, rate: int) -> np.ndarray:
         """HWC uint8 at the input size, by the protocol's path at ``rate``."""
-        from datasets.transforms import prepare
+        from datasets.images import prepare
 
         return prepare(self.data.load(self.sample(source)), rate, self.size,
                        self.interp).transpose(1, 2, 0)

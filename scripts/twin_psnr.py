@@ -19,8 +19,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmark.core.imaging import degrade
 from datasets.generator import PersonGenerator  # noqa: E402
-from datasets.transforms import degrade, prepare  # noqa: E402
+from datasets.images import prepare
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -14,6 +14,6 @@ os.environ.setdefault("TORCH_HOME", str(ROOT / ".pytest_cache" / "torch_home"))
 
 @pytest.fixture
 def smoke_cfg():
-    from benchmark.config import load_config
+    from benchmark.harness.config import load_config
 
     return load_config("smoke", ["model.weights=none"])

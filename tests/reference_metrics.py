@@ -1,5 +1,6 @@
 """A straightforward per-query numpy implementation of the ranking metrics (same semantics as
-benchmark.metrics.rank_metrics): the reference its speed and its numbers are checked against."""
+benchmark.harness.metrics.rank_metrics): the reference its speed and its numbers are checked
+against."""
 
 import numpy as np
 

@@ -1,5 +1,6 @@
 """k-reciprocal re-ranking written straight from Zhong et al.'s equations, with dense matrices and
-Python sets: slow and obviously right, the reference ``benchmark.rerank`` is checked against."""
+Python sets: slow and obviously right, the reference ``benchmark.harness.rerank`` is checked
+against."""
 
 import math
 

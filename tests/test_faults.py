@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.__main__ import main
-from benchmark.errors import UnsafeFileError
+from benchmark.cli import main
+from benchmark.core.errors import UnsafeFileError
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--profile", "smoke", "--set", "model.weights=none", "--set", "train.epochs=1",
@@ -136,7 +136,7 @@ def test_a_record_whose_run_id_is_not_its_file_name_is_refused(results, capsys):
 
 
 def test_the_atomic_writer_refuses_a_target_outside_its_folder(tmp_path):
-    from benchmark.atomic import write_bytes
+    from benchmark.core.atomic import write_bytes
 
     inner = tmp_path / "inner"
     inner.mkdir()
@@ -311,7 +311,7 @@ def test_image_links_that_lead_nowhere_are_named(tmp_path, capsys):
 
 
 def test_an_unexpected_exception_is_one_line_with_its_own_code(monkeypatch, tmp_path, capsys):
-    import benchmark.__main__ as cli
+    import benchmark.cli as cli
 
     monkeypatch.setenv("MLRBENCH_LOGS", str(tmp_path))
 
@@ -327,7 +327,7 @@ def test_an_unexpected_exception_is_one_line_with_its_own_code(monkeypatch, tmp_
 
 
 def test_a_read_that_fails_is_not_reported_as_a_write(monkeypatch, capsys):
-    import benchmark.__main__ as cli
+    import benchmark.cli as cli
 
     def unreadable(args):
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/some/input")
@@ -340,7 +340,7 @@ def test_a_read_that_fails_is_not_reported_as_a_write(monkeypatch, capsys):
 
 def test_every_exit_code_is_in_the_readme():
     """The README's table lists each code main() can return."""
-    from benchmark import errors
+    from benchmark.core import errors
 
     text = (ROOT / "README.md").read_text()
     codes = [v for k, v in vars(errors).items() if k.startswith("EXIT_")]

@@ -1,6 +1,6 @@
 import pytest
 
-from benchmark.aggregate import mean_std, summarize
+from benchmark.harness.aggregate import mean_std, summarize
 
 
 def test_mean_std():

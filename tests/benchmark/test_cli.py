@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.__main__ import main
+from benchmark.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,7 +1,8 @@
 import pytest
 
-from benchmark.config import config_hash, list_profiles, load_config
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
+from benchmark.harness.config import list_profiles, load_config
+from benchmark.harness.records import config_hash
 
 
 def test_profiles_listed_with_descriptions():
@@ -63,7 +64,7 @@ def test_hash_is_stable_and_sensitive():
 def test_keys_added_later_stay_out_of_the_hash_at_their_neutral_value():
     """A run that does not use random erasing keeps the id it had before the option existed;
     one that uses it (or changes one of its settings) is another run."""
-    from benchmark.config import ADDED_LATER, run_config
+    from benchmark.harness.records import ADDED_LATER, run_config
 
     base = load_config("smoke")
     part = run_config(base, None, None)

@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-import benchmark.cost as cost
-from benchmark.__main__ import main
-from benchmark.config import load_config
-from benchmark.errors import UserError
+import benchmark.harness.cost as cost
+from benchmark.cli import main
+from benchmark.core.errors import UserError
+from benchmark.harness.config import load_config
 
 
 def test_count_macs_of_a_conv_and_a_linear():

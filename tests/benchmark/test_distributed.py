@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import load_config
-from benchmark.distributed import Dist, from_env, record_block, shard
-from benchmark.errors import UserError
+from benchmark.core.distributed import Dist, from_env, record_block, shard
+from benchmark.core.errors import UserError
+from benchmark.harness.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 K = 4
@@ -45,13 +45,13 @@ def test_launcher_variables():
     s = from_env({"SLURM_PROCID": "3", "SLURM_NTASKS": "4", "SLURM_LOCALID": "1"})
     assert (s.rank, s.world, s.local_rank, s.launcher) == (3, 4, 1, "srun")
     assert from_env({"SLURM_PROCID": "0", "SLURM_NTASKS": "1"}) == Dist()
-    from benchmark.distributed import _first_host
+    from benchmark.core.distributed import _first_host
 
     assert _first_host("gpu[03-05,07],cpu1") == "gpu03" and _first_host("node7") == "node7"
 
 
 def test_a_world_size_that_splits_identities_is_required():
-    from benchmark.distributed import check_batch
+    from benchmark.core.distributed import check_batch
 
     cfg = load_config("smoke")  # P = 16 / 4 = 4 identities
     check_batch(cfg, Dist(0, 2))
@@ -69,8 +69,8 @@ def _global_batch():
 def _worker(rank, world, folder):
     import torch.distributed as dist
 
-    from benchmark import distributed
-    from benchmark.training import _Step
+    from benchmark.core import distributed
+    from benchmark.harness.training import _Step
     from methods import Batch
     from methods.baseline import Baseline
 
@@ -152,7 +152,7 @@ def test_record_says_how_it_scaled():
 
 
 def test_distributed_runs_have_their_own_run_id():
-    from benchmark.config import config_hash, run_config
+    from benchmark.harness.records import config_hash, run_config
 
     cfg = load_config("smoke")
     one = config_hash(run_config(cfg, None, None))

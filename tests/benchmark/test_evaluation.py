@@ -1,18 +1,19 @@
 """Evaluation plumbing, checked against numbers recomputed outside the harness: a method whose
 embedding is a known function of the pixels (tests/fake_methods.py) is evaluated by
-``benchmark.evaluation.evaluate``, and the test computes the same metrics from the images of its
-own bank with ``rank_metrics`` directly."""
+``benchmark.harness.evaluation.evaluate``, and the test computes the same metrics from the
+images of its own bank with ``rank_metrics`` directly."""
 
 import numpy as np
 import pytest
 import torch
 
-from benchmark.config import load_config
-from benchmark.evaluation import evaluate
-from benchmark.metrics import pairwise_distance, rank_metrics
+from benchmark.core.distances import pairwise_distance
+from benchmark.core.imaging import normalize
+from benchmark.harness.config import load_config
+from benchmark.harness.evaluation import evaluate
+from benchmark.harness.metrics import rank_metrics
 from datasets import build_dataset
 from datasets.bank import build_bank, prepare_data
-from datasets.transforms import normalize
 from tests.fake_methods import PixelMethod, pixel_features
 
 CPU = torch.device("cpu")
@@ -90,7 +91,7 @@ def test_single_shot_protocols_draw_the_gallery_from_the_data_seed(tmp_path):
     """On a single-shot protocol (CUHK03: several gallery images per person) the metrics are
     single_shot_metrics with the configured repeats and a generator seeded by (data.seed, 99),
     curves cut at max_rank."""
-    from benchmark.metrics import single_shot_metrics
+    from benchmark.harness.metrics import single_shot_metrics
     from datasets.synth import write_like
 
     write_like("cuhk03", tmp_path, ids=15, seed=0)

@@ -7,12 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmark.config import load_config
-from benchmark.errors import UserError
-from benchmark.experiment import run_experiment
-from benchmark.optim import lr_factor
-from benchmark.store import load_record, write_json_atomic
-from benchmark.training import train
+from benchmark.core.errors import UserError
+from benchmark.harness.config import load_config
+from benchmark.harness.experiment import run_experiment
+from benchmark.harness.optim import lr_factor
+from benchmark.harness.records import load_record
+from benchmark.harness.store import write_json_atomic
+from benchmark.harness.training import train
 from datasets.bank import prepare_data
 from methods import build_method
 
@@ -33,7 +34,7 @@ def _model(cfg, prep):
 
 def _interrupt_after_first_checkpoint(monkeypatch, cfg, prep, ckpt, identity=None) -> None:
     """Train until the epoch-1 checkpoint is written, then stop as a kill would."""
-    import benchmark.training as training
+    import benchmark.harness.training as training
 
     class Stop(Exception):
         pass
@@ -156,7 +157,7 @@ def test_every_method_gets_the_baselines_reid_steps(tmp_path):
 
 # -- run identity ------------------------------------------------------------------------------
 def _hash(method: str, dataset: str, cfg) -> str:
-    from benchmark.config import config_hash, run_config
+    from benchmark.harness.records import config_hash, run_config
     from datasets import DATASETS
     from methods import METHODS
 
@@ -165,7 +166,7 @@ def _hash(method: str, dataset: str, cfg) -> str:
 
 
 def test_a_key_added_to_one_method_leaves_other_hashes_alone(monkeypatch):
-    from benchmark.config import Option
+    from benchmark.core.options import Option
     from methods import METHODS
     from methods.ftwa import OPTIONS
     from tests.fake_methods import PixelMethod
@@ -193,7 +194,7 @@ def test_a_key_added_to_one_method_leaves_other_hashes_alone(monkeypatch):
 
 
 def test_registering_a_taken_name_raises():
-    from benchmark.registry import RegistryError
+    from benchmark.core.registry import RegistryError
     from methods import METHODS, register_method
     from tests.fake_methods import PixelMethod
 
@@ -267,7 +268,7 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path, monkeypatch, caplog)
 
 def test_a_checkpoint_of_other_data_is_named_not_resumed(tmp_path, caplog):
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
-    from benchmark.experiment import identify
+    from benchmark.harness.experiment import identify
 
     ident = identify("baseline", "synthetic", cfg, 0, None)
     other = tmp_path / ".checkpoints" / f"{ident['prefix']}__dataffffffffff.pt"
@@ -284,8 +285,8 @@ def test_committed_records_keep_their_identity():
     that name (benchmark/suites/<suite>.yaml): each record's run id is one the suite makes, so
     running the suite again trains nothing for them. A change to what a run's identity covers
     shows up here first."""
-    from benchmark.experiment import identify
-    from benchmark.suite import expand, load_suite
+    from benchmark.harness.experiment import identify
+    from benchmark.harness.suite import expand, load_suite
 
     root = Path(__file__).resolve().parents[2]
     folders = [f for f in sorted((root / "docs" / "results").iterdir())

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from benchmark.__main__ import main
-from benchmark.launch import Cell, cells_of, launch_local, run_cell, state
-from benchmark.suite import load_suite
+from benchmark.cli import main
+from benchmark.harness.launch import Cell, cells_of, launch_local, run_cell, state
+from benchmark.harness.suite import load_suite
 
 SUITE = """description: two cells
 profile: smoke
@@ -101,7 +101,7 @@ def test_missing_submitit_names_the_extra(suite, tmp_path, monkeypatch, capsys):
 
 def test_estimate_is_runs_x_epochs_x_images_over_the_profiled_speed(capsys):
     """The paper ladder's cost from the committed profile records, recomputed here."""
-    from benchmark.suite import estimate
+    from benchmark.harness.suite import estimate
     from reports.results import load_store
 
     root = Path(__file__).resolve().parents[2]
@@ -122,7 +122,7 @@ def test_estimate_is_runs_x_epochs_x_images_over_the_profiled_speed(capsys):
 
 
 def test_suite_summary_shows_no_spread_for_a_single_run(capsys):
-    from benchmark.__main__ import print_suite_summary
+    from benchmark.cli import print_suite_summary
 
     rec = {"method": "baseline", "dataset": "synthetic", "config_hash": "abc",
            "metrics": {"rank1": 70.0, "mAP": 50.0}}

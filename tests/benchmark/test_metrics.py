@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.metrics import pairwise_distance, rank_metrics, single_shot_metrics
+from benchmark.core.distances import pairwise_distance
+from benchmark.harness.metrics import rank_metrics, single_shot_metrics
 from tests.reference_metrics import per_query_rank_metrics
 
 
@@ -89,7 +90,7 @@ def test_matches_slow_reference(seed, linear_max, monkeypatch):
     q_pids, g_pids = rng.integers(0, 12, q), rng.integers(0, 12, g)
     q_cams, g_cams = rng.integers(0, 3, q), rng.integers(0, 3, g)
     dist = rng.integers(0, 20, (q, g)).astype(float)  # many ties on purpose
-    import benchmark.metrics as m
+    import benchmark.harness.metrics as m
 
     monkeypatch.setattr(m, "_BLOCK_QUERIES", 5)  # several blocks on threads
     fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=20,
@@ -112,7 +113,7 @@ def test_matches_per_query_reference(seed, ties, linear_max, monkeypatch):
     dist = rng.random((q, g)).astype(np.float32)
     if ties:  # coarse distances: ties between matches and non-matches everywhere
         dist = np.round(dist * 8) / 8
-    import benchmark.metrics as m
+    import benchmark.harness.metrics as m
 
     monkeypatch.setattr(m, "_BLOCK_QUERIES", 7)
     fast = rank_metrics(dist, q_pids, g_pids, q_cams, g_cams, max_rank=50,
@@ -147,7 +148,7 @@ def test_float64_distances_float32_would_round(linear_max):
 
 def test_many_matches_per_query_take_the_bucketing_pass():
     """More correct matches than LINEAR_MAX_MATCHES (few ids, long gallery) with the default."""
-    from benchmark.metrics import LINEAR_MAX_MATCHES
+    from benchmark.harness.metrics import LINEAR_MAX_MATCHES
 
     rng = np.random.default_rng(9)
     q, g = 12, 900

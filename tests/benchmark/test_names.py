@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from benchmark import names
+from benchmark.core import names
 
 
 def test_names_read_from_the_files_equal_the_registries():

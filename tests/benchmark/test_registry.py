@@ -6,9 +6,9 @@ from importlib import metadata
 
 import pytest
 
-from benchmark import registry as registry_module
-from benchmark.errors import UserError
-from benchmark.registry import Registry, RegistryError
+from benchmark.core import registry as registry_module
+from benchmark.core.errors import UserError
+from benchmark.core.registry import Registry, RegistryError
 from methods import METHODS, resolve_method
 
 
@@ -77,7 +77,7 @@ def test_module_class_methods(tmp_path, monkeypatch):
 
 
 def test_dataset_options_need_a_section():
-    from benchmark.config import Option
+    from benchmark.core.options import Option
     from datasets import DATASETS, DatasetSpec, register_dataset
 
     with pytest.raises(TypeError, match="dataset 'x-data' declares options but no config_section"):

@@ -13,10 +13,10 @@ import stat
 import pytest
 import torch
 
-from benchmark.__main__ import main
-from benchmark.config import load_config
-from benchmark.errors import UserError
-from benchmark.experiment import identify, run_experiment
+from benchmark.cli import main
+from benchmark.core.errors import UserError
+from benchmark.harness.config import load_config
+from benchmark.harness.experiment import identify, run_experiment
 
 SMOKE = ["--profile", "smoke", "--set", "model.weights=none", "--no-progress"]
 QUICK = ["--set", "train.epochs=2", "--set", "train.iters_per_epoch=1"]
@@ -37,7 +37,7 @@ def one_line_error(capsys, code, expect):
 @pytest.fixture
 def no_training(monkeypatch):
     """Fail the test if anything gets as far as decoding images."""
-    import benchmark.experiment as experiment
+    import benchmark.harness.experiment as experiment
 
     def boom(*a, **k):
         raise AssertionError("work started before the error was found")
@@ -87,7 +87,7 @@ def test_out_that_is_a_file_or_full(tmp_path, capsys, monkeypatch, no_training):
     (tmp_path / "res").write_text("not a folder")
     assert one_line_error(capsys, main(run_args(tmp_path)), "is a file; expected a folder") == 2
     (tmp_path / "res").unlink()
-    import benchmark.preflight as preflight
+    import benchmark.core.checks as preflight
 
     monkeypatch.setattr(preflight.shutil, "disk_usage",
                         lambda p: type("U", (), {"free": 10 * 2**20})())
@@ -144,7 +144,7 @@ def test_every_subcommand_checks_its_input(args, expect, tmp_path, capsys):
 
 # -- nothing lost ------------------------------------------------------------------------------
 def test_atomic_write_keeps_the_old_file_and_no_temp(tmp_path):
-    from benchmark.atomic import atomic_write, write_text
+    from benchmark.core.atomic import atomic_write, write_text
 
     target = write_text(tmp_path / "a.txt", "old")
     assert stat.S_IMODE(os.stat(target).st_mode) == 0o666 & ~_umask()
@@ -165,7 +165,7 @@ def _umask():
 
 
 def test_full_disk_at_the_final_record_rescues_the_metrics(tmp_path, capsys, monkeypatch):
-    import benchmark.experiment as experiment
+    import benchmark.harness.experiment as experiment
 
     out = tmp_path / "res"
     out.mkdir()
@@ -199,7 +199,7 @@ def test_full_disk_at_the_final_record_rescues_the_metrics(tmp_path, capsys, mon
 
 
 def test_full_disk_at_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, caplog):
-    import benchmark.training as training
+    import benchmark.harness.training as training
 
     calls = []
     real = training.save_atomic
@@ -282,7 +282,7 @@ def test_non_terminal_output_gets_a_line_per_epoch(tmp_path, capsys):
 
 
 def test_long_runs_on_a_cpu_are_announced(caplog):
-    from benchmark.progress import estimate
+    from benchmark.core.progress import estimate
 
     with caplog.at_level(logging.INFO, logger="mlr_bench.progress"):
         estimate(2.0, 100_000, "cpu", "paper")
@@ -307,8 +307,8 @@ def test_long_runs_on_a_cpu_are_announced(caplog):
 def test_training_measures_other_processes_for_its_estimate(monkeypatch, caplog):
     """The estimate after the first steps gets the cores other processes kept busy meanwhile
     (the same measure the record makes), so a shared machine is named at the start."""
-    from benchmark import environment
-    from benchmark.training import train
+    from benchmark.harness import environment
+    from benchmark.harness.training import train
     from datasets.bank import prepare_data
     from methods import build_method
 
@@ -341,7 +341,7 @@ def test_sigterm_is_an_interrupt(monkeypatch, capsys):
     and temp files go), one line, exit 130; the previous handler is restored."""
     import signal
 
-    import benchmark.__main__ as cli
+    import benchmark.cli as cli
 
     before = signal.getsignal(signal.SIGTERM)
 
@@ -369,7 +369,7 @@ def test_null_is_refused_like_any_wrong_type():
 ])
 def test_a_config_the_model_cannot_run_fails_before_the_data(settings, expect, tmp_path, capsys,
                                                               monkeypatch):
-    import benchmark.experiment as experiment
+    import benchmark.harness.experiment as experiment
 
     decoded = []
     real = experiment.prepare_split
@@ -386,7 +386,7 @@ def test_a_config_the_model_cannot_run_fails_before_the_data(settings, expect, t
 
 
 def test_weights_that_diverge_with_a_finite_loss_stop_training(tmp_path, capsys, monkeypatch):
-    import benchmark.training as training
+    import benchmark.harness.training as training
 
     real = training.build_scheduler
 
@@ -411,7 +411,7 @@ def test_weights_that_diverge_with_a_finite_loss_stop_training(tmp_path, capsys,
 
 
 def test_embeddings_that_diverge_set_the_checkpoint_aside(tmp_path, capsys, monkeypatch):
-    import benchmark.evaluation as evaluation
+    import benchmark.harness.evaluation as evaluation
 
     real = evaluation.embed
 
@@ -516,7 +516,7 @@ def test_a_checkpoint_that_is_not_ours_is_moved_aside(tmp_path, caplog):
 def test_torch_full_disk_error_is_reported_as_such(tmp_path, monkeypatch, caplog):
     """torch.save reports a full disk as RuntimeError '[enforce fail at inline_container.cc]'; the
     warning says what it means when the free space is below the checkpoint's size."""
-    import benchmark.training as training
+    import benchmark.harness.training as training
 
     def enforce_fail(obj, path):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
@@ -530,7 +530,7 @@ def test_torch_full_disk_error_is_reported_as_such(tmp_path, monkeypatch, caplog
     with caplog.at_level(logging.WARNING):
         run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
     assert "(no space left on the device; 3 MiB free); none is kept" in caplog.text
-    from benchmark.training import _state_mib
+    from benchmark.harness.training import _state_mib
 
     assert _state_mib({"a": torch.zeros(2**18), "b": [torch.zeros(2**18, dtype=torch.float16)],
                        "c": 3}) == pytest.approx(1.5)
@@ -539,8 +539,8 @@ def test_torch_full_disk_error_is_reported_as_such(tmp_path, monkeypatch, caplog
 def test_suite_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):
     """A method entry {method, set} runs with the suite's overrides and then its own; a plain
     entry of the same method keeps the suite's config (two configs, two run ids)."""
-    import benchmark.experiment as experiment_mod
-    import benchmark.suite as suite_mod
+    import benchmark.harness.experiment as experiment_mod
+    import benchmark.harness.suite as suite_mod
 
     seen = []
 
@@ -561,7 +561,7 @@ def test_suite_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):
 
 def test_a_stand_in_too_small_for_the_profile_says_what_fits(tmp_path, capsys):
     """Before any image is decoded: the identities a P x K batch needs, and the ways out."""
-    from benchmark.__main__ import main
+    from benchmark.cli import main
 
     assert main(["synth", "--like", "caviar", "--root", str(tmp_path), "--ids", "24"]) == 0
     capsys.readouterr()
@@ -573,7 +573,7 @@ def test_a_stand_in_too_small_for_the_profile_says_what_fits(tmp_path, capsys):
     ids = int(err.split("--ids ")[1].split()[0])
     assert main(["synth", "--like", "caviar", "--root", str(tmp_path / "big"), "--ids",
                  str(ids)]) == 0
-    from benchmark.config import load_config
+    from benchmark.harness.config import load_config
     from datasets import build_dataset
 
     data = build_dataset("caviar", load_config("cpu"), str(tmp_path / "big"))
@@ -583,7 +583,7 @@ def test_a_stand_in_too_small_for_the_profile_says_what_fits(tmp_path, capsys):
 
 def test_missing_data_names_the_option_the_variable_and_the_stand_in(tmp_path, capsys,
                                                                      monkeypatch):
-    from benchmark.__main__ import main
+    from benchmark.cli import main
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("MLRBENCH_DATA", raising=False)
@@ -603,7 +603,7 @@ def test_other_processes_cores_counts_others_not_ourselves():
     import sys
     import time
 
-    from benchmark.environment import cpu_snapshot, others_busy
+    from benchmark.harness.environment import cpu_snapshot, others_busy
 
     assert others_busy({"wall": 0.0, "busy": 10.0, "own": 1.0},
                        {"wall": 2.0, "busy": 13.0, "own": 2.0}) == 1.0

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import config_hash, load_config, run_config
-from benchmark.rerank import RerankParams, rerank, rerank_embeddings
+from benchmark.harness.config import load_config
+from benchmark.harness.records import config_hash, run_config
+from benchmark.harness.rerank import RerankParams, rerank, rerank_embeddings
 from tests.reference_rerank import reference_rerank
 
 
@@ -77,7 +78,7 @@ def test_bad_parameters_are_refused():
         RerankParams(20, 6, 1.5)
     with pytest.raises(ValueError, match="form"):
         RerankParams(form="matlab")
-    from benchmark.errors import UserError
+    from benchmark.core.errors import UserError
 
     with pytest.raises(UserError, match="rerank_form"):
         load_config("smoke", ["eval.rerank_form=matlab"])
@@ -96,7 +97,7 @@ def test_rerank_keys_are_measurement_only():
 def test_a_run_records_reranked_metrics_beside_the_plain_ones(tmp_path):
     """The record's metrics.rerank is the protocol's metric of the re-ranked distances of the
     run's own embeddings, per single-shot draw on CUHK03."""
-    from benchmark.evaluation import evaluate, metric_of
+    from benchmark.harness.evaluation import evaluate, metric_of
     from datasets.bank import prepare_data
     from datasets.synth import write_like
     from tests.fake_methods import PixelMethod
@@ -139,8 +140,8 @@ def test_evaluate_adds_reranking_to_a_record_older_than_the_later_keys(tmp_path)
     metrics.rerank added; run then finds it with nothing missing."""
     import json
 
-    from benchmark.config import ADDED_LATER
-    from benchmark.experiment import evaluate_stored, missing_measurements, run_experiment
+    from benchmark.harness.experiment import evaluate_stored, missing_measurements, run_experiment
+    from benchmark.harness.records import ADDED_LATER
 
     cfg = load_config("smoke", ["model.weights=none"])
     rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False,

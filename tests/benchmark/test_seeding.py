@@ -5,7 +5,7 @@ import random
 import numpy as np
 import torch
 
-from benchmark.seeding import set_seed
+from benchmark.core.seeding import set_seed
 
 
 def _draw():

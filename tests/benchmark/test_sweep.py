@@ -11,16 +11,18 @@ import pytest
 import torch
 from PIL import Image
 
-from benchmark.__main__ import main
-from benchmark.config import config_hash, load_config, run_config
-from benchmark.errors import UserError
-from benchmark.evaluation import evaluate
-from benchmark.experiment import run_experiment
-from benchmark.metrics import pairwise_distance, rank_metrics
-from benchmark.sweep import at_height, at_rate, ranked_lists
+from benchmark.cli import main
+from benchmark.core.distances import pairwise_distance
+from benchmark.core.errors import UserError
+from benchmark.core.imaging import normalize
+from benchmark.harness.config import load_config
+from benchmark.harness.evaluation import evaluate
+from benchmark.harness.experiment import run_experiment
+from benchmark.harness.metrics import rank_metrics
+from benchmark.harness.records import config_hash, run_config
+from benchmark.harness.sweep import at_height, at_rate, ranked_lists
 from datasets import build_dataset
 from datasets.bank import build_bank, prepare_data
-from datasets.transforms import normalize
 from tests.fake_methods import PixelMethod, pixel_features
 
 CPU = torch.device("cpu")
@@ -219,7 +221,7 @@ def test_ranked_lists_remove_the_querys_own_camera(swept):
 
 
 def test_genuinely_lr_queries_are_swept_from_their_native_size(tmp_path):
-    from benchmark.sweep import resolution_sweep
+    from benchmark.harness.sweep import resolution_sweep
     from datasets.synth import write_like
 
     write_like("caviar", tmp_path, ids=12)
@@ -235,7 +237,7 @@ def test_genuinely_lr_queries_are_swept_from_their_native_size(tmp_path):
     emb = pixel_features(normalize(prep.images[prep.query]))
     d = pairwise_distance(torch.nn.functional.normalize(emb, dim=1),
                           torch.nn.functional.normalize(g["feat"], dim=1))
-    from benchmark.evaluation import metric_of
+    from benchmark.harness.evaluation import metric_of
 
     expected = metric_of(d, prep.column(prep.query, "pid"), prep.column(prep.gallery, "pid"),
                          prep.column(prep.query, "camid"), prep.column(prep.gallery, "camid"),
@@ -246,7 +248,7 @@ def test_genuinely_lr_queries_are_swept_from_their_native_size(tmp_path):
 
 
 def test_a_stored_run_lacking_a_requested_sweep_is_named():
-    from benchmark.experiment import missing_measurements
+    from benchmark.harness.experiment import missing_measurements
 
     cfg = load_config("smoke", ["eval.sweep_rates=[1,2,8]", "eval.sweep_heights=[16]"])
     record = {"metrics": {"sweep": {"1": {}, "2": {}}}}

@@ -4,8 +4,8 @@ native sizes in every batch."""
 import pytest
 import torch
 
-from benchmark.config import load_config
-from benchmark.training import epoch_entry, train
+from benchmark.harness.config import load_config
+from benchmark.harness.training import epoch_entry, train
 from datasets.bank import prepare_data
 from methods import build_method
 from methods.baseline import Baseline
@@ -49,7 +49,7 @@ def test_before_training_runs_once_and_batches_carry_native_sizes(tmp_path, monk
 def test_random_erasing_reaches_the_training_batches(monkeypatch):
     """With train.random_erasing=1 every training image the step sees has a rectangle of the
     fill colour; with the default (0) none has."""
-    from datasets.transforms import normalize
+    from benchmark.core.imaging import normalize
 
     seen = []
     real = Baseline.training_step

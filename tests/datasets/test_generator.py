@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from datasets.generator import PersonGenerator
-from datasets.transforms import prepare
+from datasets.images import prepare
 
 
 def test_deterministic_and_order_independent():

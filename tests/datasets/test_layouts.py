@@ -7,8 +7,8 @@ import h5py
 import numpy as np
 import pytest
 
-from benchmark.config import load_config
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
+from benchmark.harness.config import load_config
 from datasets import build_dataset
 from datasets.bank import build_bank
 from datasets.check import check_data

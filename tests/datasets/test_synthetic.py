@@ -2,12 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import load_config
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
+from benchmark.core.imaging import normalize
+from benchmark.harness.config import load_config
 from datasets import Sample, build_dataset
 from datasets.bank import build_bank
+from datasets.images import downsample, prepare
 from datasets.samplers import PKSampler
-from datasets.transforms import augment, downsample, normalize, prepare
+from datasets.transforms import augment
 
 
 def test_protocol_invariants(smoke_cfg):

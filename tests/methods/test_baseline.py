@@ -2,7 +2,7 @@ import pytest
 import torch
 import torchvision
 
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 from methods import METHODS, Batch, build_method
 from methods.backbones import build_resnet
 from methods.losses import batch_hard_triplet

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from benchmark.config import load_config
-from datasets.transforms import degrade
+from benchmark.core.imaging import degrade
+from benchmark.harness.config import load_config
 from methods import METHODS, Batch, build_method
 from methods.base import count_params
 from methods.losses import batch_hard_triplet
@@ -334,7 +334,7 @@ def test_twin_of_a_market_crop_matches_the_protocols_lr_image(rate):
     same: PSNR against the HR image within 0.5 dB of each other. Down-sampling from the input
     size instead (the old twin) gives the twin of rate 2r: 9 dB milder at r = 2."""
     from datasets.generator import PersonGenerator
-    from datasets.transforms import prepare
+    from datasets.images import prepare
 
     gen = PersonGenerator(3, 128, 64)
     real_db, twin_db, input_db = [], [], []

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import load_config
+from benchmark.core.imaging import degrade
+from benchmark.harness.config import load_config
 from datasets.bank import prepare_data
-from datasets.transforms import degrade
 from methods import METHODS, Batch, EvalContext, TrainContext, build_method
 from methods.base import count_params
 from methods.sr_nets import ESPCNSR, IMDNSR
@@ -134,7 +134,7 @@ def test_sr_quality_scores_the_sr_output_and_bicubic_apart():
     size."""
     from PIL import Image
 
-    from datasets.transforms import downsample, prepare
+    from datasets.images import downsample, prepare
     from methods.sr_eval import held_out_pairs, sr_quality
 
     cfg = load_config("smoke", ["model.weights=none"])

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.config import load_config
-from benchmark.experiment import run_experiment
+from benchmark.harness.config import load_config
+from benchmark.harness.experiment import run_experiment
 from reports.claims import CLAIMS, Claim, claims_table, compare, interval, rate_spread, verdict
 from reports.render import build
 from reports.results import aggregate, load_store, runs_frame

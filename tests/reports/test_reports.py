@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from benchmark.__main__ import main
-from benchmark.config import load_config
-from benchmark.errors import UserError
-from benchmark.experiment import run_experiment
+from benchmark.cli import main
+from benchmark.core.errors import UserError
+from benchmark.harness.config import load_config
+from benchmark.harness.experiment import run_experiment
 from reports.paper import paper_tables, table1, table2
 from reports.render import build, render
 from reports.results import aggregate, load_store, runs_frame
@@ -239,7 +239,7 @@ def test_runs_of_two_configs_are_two_rows(tmp_path, template_record):
 def test_v1_records_are_upgraded_on_reading(tmp_path, template_record):
     """A record of schema v1 (before data fingerprints) is read with its config hash recomputed
     over what the run reads; its metrics stay as recorded."""
-    from benchmark.store import upgrade_record
+    from benchmark.harness.store import upgrade_record
 
     rec = copy.deepcopy(template_record)
     rec.pop("path", None)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from benchmark.config import load_config
-from benchmark.cost import random_images, training_batch
-from benchmark.metrics import rank_metrics
+from benchmark.harness.config import load_config
+from benchmark.harness.cost import random_images, training_batch
+from benchmark.harness.metrics import rank_metrics
 from datasets.generator import PersonGenerator
 from methods import METHODS, build_method
 from tests.reference_metrics import per_query_rank_metrics
@@ -85,8 +85,8 @@ def _rerank_problem(q: int, g: int, dim: int = 2048, ids: int = 750):
 
 
 def _rerank(feats, q):
-    from benchmark.metrics import pairwise_distance
-    from benchmark.rerank import rerank_embeddings
+    from benchmark.core.distances import pairwise_distance
+    from benchmark.harness.rerank import rerank_embeddings
 
     return rerank_embeddings(lambda a, b: pairwise_distance(a["f"], b["f"]),
                              {"f": feats[:q]}, {"f": feats[q:]})
@@ -110,8 +110,8 @@ def test_rerank_market_size(benchmark):
 RERANK_MEMORY = """
 import sys, torch
 from tests.speed.test_bench_core import _rerank_problem
-from benchmark.metrics import pairwise_distance
-from benchmark.rerank import rerank_embeddings
+from benchmark.harness.metrics import pairwise_distance
+from benchmark.harness.rerank import rerank_embeddings
 
 def rss(field):
     for line in open("/proc/self/status"):

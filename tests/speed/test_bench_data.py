@@ -7,11 +7,12 @@ Both must be far above the training speed (~60 img/s for the Baseline at the cpu
 import pytest
 import torch
 
-from benchmark.config import load_config
+from benchmark.core.imaging import normalize
+from benchmark.harness.config import load_config
 from datasets import build_dataset
 from datasets.bank import build_bank
 from datasets.synth import write_like
-from datasets.transforms import augment, normalize
+from datasets.transforms import augment
 
 
 @pytest.fixture(scope="module")

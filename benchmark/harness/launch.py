@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -62,9 +62,9 @@ class Cell:
 def cells_of(spec: dict[str, Any], out_dir: str | Path, data_root: str | None,
              device: str = "auto", keep_model: bool = False) -> list[Cell]:
     """The suite's cells in order, each with its run id (no image decoded)."""
-    from benchmark.config import load_config
-    from benchmark.experiment import identify
-    from benchmark.suite import expand
+    from benchmark.harness.config import load_config
+    from benchmark.harness.experiment import identify
+    from benchmark.harness.suite import expand
     from datasets import trial_configs
 
     out = []
@@ -79,7 +79,7 @@ def cells_of(spec: dict[str, Any], out_dir: str | Path, data_root: str | None,
 
 
 def _locked(path: Path) -> bool:
-    """A live process holds this run's lock (benchmark.experiment.run_lock)."""
+    """A live process holds this run's lock (benchmark.harness.experiment.run_lock)."""
     if not path.is_file():
         return False
     with open(path, "a+") as fh:
@@ -106,8 +106,8 @@ def state(cell: Cell) -> str:
 def run_cell(cell: Cell | dict[str, Any], progress: bool = False) -> dict[str, Any]:
     """Run one cell (in whatever process a launcher gives it) and say how it went; a failure
     is written to the cell's ``.failed`` marker, then raised."""
-    from benchmark.atomic import write_text
-    from benchmark.experiment import run_experiment
+    from benchmark.core.atomic import write_text
+    from benchmark.harness.experiment import run_experiment
 
     cell = Cell(**cell) if isinstance(cell, dict) else cell
     t0, started = time.perf_counter(), time.time()
@@ -271,7 +271,7 @@ def launch_slurm(cells: list[Cell], folder: str | Path, partition: str | None = 
     jobs (waiting for them when ``wait``). ``cluster``: "slurm", or submitit's "local" /
     "debug" executor standing in for Slurm (tests, a dry run)."""
     submitit = submitit_module()
-    from benchmark.slurm_job import CellJob
+    from benchmark.harness.slurm_job import CellJob
 
     executor = submitit.AutoExecutor(folder=str(folder), cluster=cluster)
     params: dict[str, Any] = {"timeout_min": int(timeout_min), "name": "mlr-bench",

@@ -22,31 +22,25 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmark import distributed as dist_mod
-from benchmark import environment
-from benchmark import progress as progress_log
-from benchmark.atomic import stale_temps, write_text
-from benchmark.config import config_hash, run_config
-from benchmark.errors import DivergenceError, UserError, short
-from benchmark.evaluation import evaluate
-from benchmark.preflight import (
-    RECORD_BYTES,
-    check_data_root,
-    check_out_dir,
-    check_results_folder,
-    check_seed,
-    checkpoint_bytes,
-)
-from benchmark.seeding import set_seed
-from benchmark.store import (
+from benchmark.core import distributed as dist_mod
+from benchmark.core import progress as progress_log
+from benchmark.core.atomic import stale_temps, write_text
+from benchmark.core.checks import check_data_root, check_out_dir, check_seed
+from benchmark.core.errors import DivergenceError, UserError, short
+from benchmark.core.seeding import set_seed
+from benchmark.harness import environment
+from benchmark.harness.evaluation import evaluate
+from benchmark.harness.preflight import RECORD_BYTES, check_results_folder, checkpoint_bytes
+from benchmark.harness.records import (
     SCHEMA,
+    config_hash,
     load_record,
+    run_config,
     run_id,
     run_prefix,
-    save_atomic,
-    write_json_atomic,
 )
-from benchmark.training import train
+from benchmark.harness.store import save_atomic, write_json_atomic
+from benchmark.harness.training import train
 from datasets import DATASETS, build_dataset, fingerprint
 from datasets.bank import prepare_split
 from methods import EvalContext, resolve_method
@@ -130,7 +124,7 @@ def missing_measurements(record: dict[str, Any], cfg: dict[str, Any]) -> list[st
         if lacking:
             out.append(f"metrics.{what} at {', '.join(sorted(lacking, key=int))}")
     if cfg["eval"].get("rerank"):
-        from benchmark.rerank import params_from_config
+        from benchmark.harness.rerank import params_from_config
 
         have = (metrics.get("rerank") or {}).get("params")
         if have != params_from_config(cfg["eval"]).as_dict():
@@ -143,7 +137,7 @@ def check_identities(ident: dict[str, Any], cfg: dict[str, Any], data_root: str 
     batch samples; else one line saying which profile, batch size or stand-in size fits."""
     import math
 
-    from benchmark.config import list_profiles, load_config
+    from benchmark.harness.config import list_profiles, load_config
 
     have = ident["data"].counts()["train_ids"]
     k = int(cfg["train"]["num_instances"])
@@ -183,7 +177,7 @@ def trial_step(method_cls: type, cfg: dict[str, Any], num_classes: int) -> int:
     decoded. Returns the checkpoint size of the model in bytes."""
     import torch
 
-    from benchmark.cost import random_images, training_batch
+    from benchmark.harness.cost import random_images, training_batch
 
     dist_mod.set_triplet("local")  # each process on its own here: no collective in the step
     try:
@@ -311,7 +305,7 @@ def _run_locked(ident: dict[str, Any], cfg: dict[str, Any], seed: int, data_root
                        "gallery images")
     embedded = None
     if dist.active:  # each process embeds a shard; rank 0 gathers them and does the rest
-        from benchmark.evaluation import embed
+        from benchmark.harness.evaluation import embed
 
         embedded = {}
         for name, idx in (("query", prep.query), ("gallery", prep.gallery),
@@ -426,7 +420,7 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
                     cache: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate a stored run again from its kept weights (``<run id>.model.pt``, written by
     ``--keep-model``) and add what ``overrides`` ask for: the measurement-only keys
-    (``benchmark.config.MEASUREMENT_ONLY``: resolution sweeps, ranked lists). The run's
+    (``benchmark.harness.config.MEASUREMENT_ONLY``: resolution sweeps, ranked lists). The run's
     identity (its config and its data's fingerprint) must be unchanged and its main metrics
     must come out as stored; the record is rewritten atomically with the additions and a
     ``reevaluated`` entry saying when and what. ``cache``: a dict kept across calls, so runs on
@@ -435,7 +429,8 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
     import dataclasses
     import json as json_mod
 
-    from benchmark.config import MEASUREMENT_ONLY, parse_override, set_dotted, validate
+    from benchmark.harness.config import parse_override, set_dotted, validate
+    from benchmark.harness.records import MEASUREMENT_ONLY
 
     path = Path(record_path)
     record = load_record(path)
@@ -443,7 +438,8 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
     cfg = copy.deepcopy(record["config"])
     # keys a record older than them lacks get their defaults first (the keys added later, the
     # value that gives the behaviour from before them)
-    from benchmark.config import ADDED_LATER, load_config
+    from benchmark.harness.config import load_config
+    from benchmark.harness.records import ADDED_LATER
 
     defaults = load_config(record["profile"])
     for key in MEASUREMENT_ONLY:
@@ -473,7 +469,7 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
         raise UserError(f"{path}: the run would now have id {ident['run_id']}, not {rid} (its "
                         "data or code changed since it was trained); train it anew with `run`")
     device = environment.resolve_device(device_name)
-    from benchmark.safeio import load_torch
+    from benchmark.core.safeio import load_torch
 
     # weights only (no code runs), the tensors mapped until the identity is checked
     state = load_torch(model_path, "kept model", mmap=True)

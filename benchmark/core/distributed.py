@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 
 
 @dataclass(frozen=True)

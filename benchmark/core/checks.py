@@ -1,7 +1,7 @@
-"""Checks made before any image is decoded or any step taken: the seed, output folders (a
-folder, creatable, writable, with room for what the run writes), the data root. Each failure is
-one :class:`UserError` naming the option or path and what was expected. Config values are
-checked by meaning in ``benchmark.config.validate``.
+"""Input checks made before any work: the seed, a folder to write in (a folder, creatable,
+writable, with room), the data root. Each failure is one :class:`UserError` naming the option
+or path and what was expected. Config values are checked by meaning in
+``benchmark.harness.config.validate``.
 """
 
 from __future__ import annotations
@@ -11,13 +11,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 
 MIB = 2**20
-#: room a record, its temp copy and a report need beyond checkpoints
-RECORD_BYTES = 4 * MIB
 
 
 def check_seed(seed: int, what: str = "--seed") -> int:
@@ -46,27 +42,6 @@ def check_out_dir(path: str | os.PathLike, need_bytes: int = 0, what: str = "--o
             raise UserError(f"{what} {path}: {free / MIB:.0f} MiB free, this needs about "
                             f"{need_bytes / MIB:.0f} MiB (a checkpoint, its temp copy and the "
                             "record); free some space or choose another folder")
-    return path
-
-
-#: the folders a results folder holds besides its records
-RESULTS_SUBFOLDERS = (".checkpoints", "logs", ".submitit")
-
-
-def check_results_folder(path: str | os.PathLike, what: str = "--out",
-                         writable: bool = True) -> Path:
-    """A results folder: writable (when ``writable``), and the folders the suite keeps in it
-    (checkpoints and locks, cell logs, Slurm's job files) are folders where they exist, not
-    files."""
-    path = check_out_dir(path, what=what) if writable else Path(path)
-    if path.exists() and not path.is_dir():
-        raise UserError(f"{what} {path} is a file; expected a folder")
-    for name in RESULTS_SUBFOLDERS:
-        sub = path / name
-        if sub.exists() and not sub.is_dir():
-            raise UserError(f"{what} {path}: {sub} is a file, but the suite keeps its "
-                            f"{'checkpoints and run locks' if name == '.checkpoints' else name} "
-                            "in a folder of that name; move the file away")
     return path
 
 
@@ -104,12 +79,3 @@ def check_data_root(data_root: str | None, dataset: str, needs_root: bool,
     if folder and not (root / folder).is_dir():
         raise UserError(f"dataset '{dataset}': no folder {root / folder} under --data-root "
                         f"{root}{where}; {routes}")
-
-
-def checkpoint_bytes(model: torch.nn.Module) -> int:
-    """Bytes of a checkpoint: the weights and buffers, and Adam's two moments per trainable
-    weight (the optimizer the suite uses; SGD's momentum needs less)."""
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
-    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
-    buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    return weights + buffers + 2 * trainable

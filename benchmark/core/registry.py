@@ -2,7 +2,7 @@
 
 A registry maps a name to an object. Registering a taken name raises: two plugins or two files
 claiming one name is a bug to fix, not a silent overwrite. Unknown names raise
-:class:`~benchmark.errors.UserError` listing the valid ones. A registry may also load installed
+:class:`~benchmark.core.errors.UserError` listing the valid ones. A registry may also load installed
 plugins from an entry-point group (``mlr_bench.methods``, ``mlr_bench.datasets``) the first
 time it is asked for its names or for a name it does not hold.
 """
@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Generic, TypeVar
 
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 
 log = logging.getLogger(__name__)
 

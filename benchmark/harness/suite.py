@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmark.config import load_config
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
+from benchmark.harness.config import load_config
 
 log = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ KEYS = {"description", "profile", "methods", "datasets", "seeds", "trials", "set
 
 
 def load_suite(path: str | Path) -> dict[str, Any]:
-    from benchmark.safeio import load_yaml
+    from benchmark.core.safeio import load_yaml
 
     path = Path(path)
     try:
@@ -119,7 +119,7 @@ def preflight_suite(spec: dict[str, Any], data_root: str | None) -> None:
     """Before the first run: every method and dataset is known, the config (profile and
     ``set``) is valid, and every dataset that reads files has a data root (or will get a
     generated stand-in from ``synth``)."""
-    from benchmark.preflight import check_data_root, check_seed
+    from benchmark.core.checks import check_data_root, check_seed
     from datasets import DATASETS, build_dataset, trial_configs
 
     runs = expand(spec)  # unknown methods / datasets, module:Class imports
@@ -176,10 +176,10 @@ def run_suite(spec: dict[str, Any], out_dir: str | Path, data_root: str, device:
               progress: bool = False, report: Callable[[str], None] = print,
               keep_model: bool = False) -> list[dict[str, Any]]:
     """Run every cell of the suite here, one after another (the inline launcher: through
-    ``benchmark.launch.run_cell``, as every launcher runs a cell); cells already stored are
+    ``benchmark.harness.launch.run_cell``, as every launcher runs a cell); cells already stored are
     reported as such. A failed cell is recorded and the others still run; then a UserError
     says how many failed. Returns one result per cell that ran or was stored."""
-    from benchmark.launch import cells_of, launch_inline
+    from benchmark.harness.launch import cells_of, launch_inline
 
     return launch_inline(cells_of(spec, out_dir, data_root, device, keep_model), progress,
                          report)
@@ -194,7 +194,7 @@ def estimate(spec: dict[str, Any], profile_dir: str | Path) -> list[dict[str, An
     against hours)."""
     import statistics
 
-    from benchmark.training import iters_per_epoch
+    from benchmark.harness.training import iters_per_epoch
     from datasets import DATASETS, trial_configs
     from reports.results import load_store
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torchvision
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 
 def git_commit() -> str:
@@ -119,7 +119,7 @@ def block(device: torch.device) -> dict[str, Any]:
 
 
 def resolve_device(name: str) -> torch.device:
-    from benchmark.errors import UserError
+    from benchmark.core.errors import UserError
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import copy
 import difflib
-import hashlib
-import json
 import math
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 import yaml
 
-from benchmark.errors import UserError, short
+from benchmark.core.errors import UserError, short
+from benchmark.core.options import Option
+from benchmark.harness.records import COMMON_SECTIONS
 
 # Common keys whose value must be one of a fixed set (checked after every override); the
 # options of methods and datasets declare their own choices.
@@ -40,40 +39,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.rerank_form": ("code", "paper"),
     "train.erasing_fill": ("random", "mean"),
 }
-#: the sections of defaults.yaml, read by every run
-COMMON_SECTIONS = ("model", "data", "train", "loss", "eval")
-#: common keys that are part of the run id rather than the config hash
-NOT_HASHED = ("data.trial",)
-#: common keys added after the first committed records, with the value that gives the behaviour
-#: from before them: at that value a key is left out of the config hash, so every run that does
-#: not use it keeps its run id (and ``run`` finds its stored record)
-ADDED_LATER: dict[str, Any] = {
-    "train.random_erasing": 0.0,
-    "train.erasing_area": [0.02, 0.4],
-    "train.erasing_aspect": 0.3,
-    "train.erasing_fill": "random",
-}
-#: evaluation keys that add measurements to a record (the resolution sweeps, the ranked lists)
-#: without changing what is trained or the run's main metrics: left out of the config hash, so
-#: the same run keeps its id with or without them and ``benchmark evaluate`` can add them to a
-#: stored run from its kept weights
-MEASUREMENT_ONLY = ("eval.sweep_rates", "eval.sweep_heights", "eval.ranks_top_k", "eval.rerank",
-                    "eval.rerank_k1", "eval.rerank_k2", "eval.rerank_lambda", "eval.rerank_form")
-
-
-@dataclass(frozen=True)
-class Option:
-    """One declared config option of a method or dataset: its default (which also fixes its
-    type for ``--set``), a help line, and optionally the values it may take."""
-
-    default: Any
-    help: str
-    choices: tuple[Any, ...] | None = None
-    #: bounds of a number (or of each item of a list of numbers), checked after every override
-    low: float | None = None
-    high: float | None = None
-    #: an integer option that must be a multiple of this
-    multiple_of: int | None = None
 
 
 def declared_sections() -> dict[str, dict[str, Option]]:
@@ -113,7 +78,7 @@ def list_profiles() -> dict[str, str]:
 
 
 def _read_yaml(name: str) -> dict[str, Any]:
-    from benchmark.safeio import load_yaml
+    from benchmark.core.safeio import load_yaml
 
     path = _profile_dir() / name
     data = load_yaml(path.read_text(), f"profile file {path}")
@@ -205,7 +170,7 @@ def _number(value: Any) -> float | None:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """'a.b=c' -> ('a.b', parsed c). The value is read as YAML (numbers, lists, true/false)."""
-    from benchmark.safeio import load_yaml
+    from benchmark.core.safeio import load_yaml
 
     if "=" not in text:
         raise UserError(f"--set {short(text)}: expected key=value, e.g. train.epochs=5")
@@ -393,37 +358,3 @@ def load_config(
     cfg["profile"] = profile
     validate(cfg)
     return cfg
-
-
-def config_hash(cfg: dict[str, Any]) -> str:
-    """A short, stable hash of a (partial) config (key order does not matter)."""
-    blob = json.dumps(cfg, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:10]
-
-
-def run_config(cfg: dict[str, Any], method_section: str | None, dataset_section: str | None,
-               keep_dataset: bool = True, world_size: int = 1) -> dict[str, Any]:
-    """The part of ``cfg`` a run reads: the common sections with ``data``'s own keys (not
-    ``data.trial``, nor the measurement-only keys ``MEASUREMENT_ONLY``), the dataset's
-    ``data.<section>`` (unless ``keep_dataset`` is false) and the method's section; for a
-    run on ``world_size`` > 1 processes also the ``distributed`` section and the world size
-    (a one-process run's hash never depends on them)."""
-    out = {k: copy.deepcopy(cfg[k]) for k in COMMON_SECTIONS if k != "data" and k in cfg}
-    for key in MEASUREMENT_ONLY:
-        section, name = key.split(".")
-        out.get(section, {}).pop(name, None)
-    for key, neutral in ADDED_LATER.items():
-        section, name = key.split(".")
-        if section in out and out[section].get(name, neutral) == neutral:
-            out[section].pop(name, None)
-    data = {k: copy.deepcopy(v) for k, v in cfg["data"].items()
-            if not isinstance(v, dict) and f"data.{k}" not in NOT_HASHED}
-    if keep_dataset and dataset_section:
-        data[dataset_section] = copy.deepcopy(cfg["data"][dataset_section])
-    out["data"] = data
-    if method_section:
-        out[method_section] = copy.deepcopy(cfg[method_section])
-    if world_size > 1:  # a run on several processes is another run than the one-process run
-        out["distributed"] = copy.deepcopy(cfg.get("distributed", {})) | {
-            "world_size": int(world_size)}
-    return out

@@ -8,14 +8,14 @@ from typing import Any
 
 import submitit
 
-from benchmark.launch import run_cell
+from benchmark.harness.launch import run_cell
 
 
 class CellJob(submitit.helpers.Checkpointable):
-    """Callable with one cell (a dict of :class:`benchmark.launch.Cell` fields)."""
+    """Callable with one cell (a dict of :class:`benchmark.harness.launch.Cell` fields)."""
 
     def __call__(self, cell: dict[str, Any]) -> dict[str, Any]:
-        from benchmark.__main__ import show_progress_lines
+        from benchmark.core.progress import show_progress_lines
 
         show_progress_lines()  # progress lines into the job's log
         return run_cell(cell)

@@ -1,4 +1,4 @@
-"""Compiled per-query kernel behind ``benchmark.metrics.rank_metrics`` (numba, no GIL held).
+"""Compiled per-query kernel behind ``benchmark.harness.metrics.rank_metrics`` (numba, no GIL held).
 
 For each query the correct matches are found through a by-pid index of the gallery (never by
 scanning the row), sorted by (distance, gallery index), and the 0-based rank of each of them is

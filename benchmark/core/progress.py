@@ -9,6 +9,7 @@ when standard error is a terminal.
 from __future__ import annotations
 
 import logging
+import sys
 
 log = logging.getLogger("mlr_bench.progress")
 
@@ -41,7 +42,7 @@ def estimate(seconds_per_step: float, steps_left: int, device_type: str, profile
              others: float | None = None, cores: int | None = None) -> float:
     """Log the estimated remaining training time; say when other processes kept the CPU busy
     during the steps it was measured on (``others``: cores, see
-    ``benchmark.environment.others_busy``), and name a faster profile when it is long on a
+    ``benchmark.harness.environment.others_busy``), and name a faster profile when it is long on a
     CPU."""
     total = seconds_per_step * steps_left
     log.info("estimated training time: %s (%d steps at %.2f s/step)", human(total), steps_left,
@@ -56,3 +57,24 @@ def estimate(seconds_per_step: float, steps_left: int, device_type: str, profile
         log.warning("this run would train for about %s on %s, not a GPU: %s", human(total),
                     device_type, hint)
     return total
+
+
+class _Flushing(logging.StreamHandler):
+    """Writes to whatever sys.stdout is at the time, and flushes every line."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stdout
+        super().emit(record)
+        self.flush()
+
+
+def show_progress_lines() -> None:
+    """Progress lines (``mlr_bench.progress``: phases, one line per epoch, time estimates) go to
+    standard output, flushed at once, so a log file shows them while a run is going."""
+    logger = logging.getLogger("mlr_bench.progress")
+    if not any(isinstance(h, _Flushing) for h in logger.handlers):
+        handler = _Flushing(sys.stdout)
+        handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
-from benchmark.errors import UnsafeFileError, WriteError
+from benchmark.core.errors import UnsafeFileError, WriteError
 
 TEMP_SUFFIX = ".tmp"
 
@@ -43,7 +43,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], Any],
 
     ``within``: the folder the caller writes in; a ``path`` outside it (a name with ``..``, a
     link leading out) is refused before anything is created. A failure to write raises
-    :class:`~benchmark.errors.WriteError` (an ``OSError``) naming the file."""
+    :class:`~benchmark.core.errors.WriteError` (an ``OSError``) naming the file."""
     path = Path(path)
     if within is not None:
         check_within(path, within)

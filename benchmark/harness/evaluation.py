@@ -14,10 +14,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark.errors import DivergenceError
-from benchmark.metrics import RankResult, rank_metrics, single_shot_metrics
+from benchmark.core.errors import DivergenceError
+from benchmark.core.imaging import normalize
+from benchmark.harness.metrics import RankResult, rank_metrics, single_shot_metrics
 from datasets.bank import Prepared
-from datasets.transforms import normalize
 from methods import Method
 
 
@@ -55,7 +55,7 @@ def metric_of(dist: torch.Tensor | None, q_pids: np.ndarray, g_pids: np.ndarray,
               draw_distance=None) -> RankResult:
     """The protocol's metric of a distance matrix (Market-style, or single-shot with the
     repeatable gallery draw of ``data.seed``). ``draw_distance``: single-shot distances that
-    depend on the gallery drawn (``benchmark.metrics.single_shot_metrics``)."""
+    depend on the gallery drawn (``benchmark.harness.metrics.single_shot_metrics``)."""
     args = (dist, q_pids, g_pids, q_cams, g_cams)
     max_rank = int(cfg["eval"]["max_rank"])
     if single_shot:
@@ -68,11 +68,11 @@ def metric_of(dist: torch.Tensor | None, q_pids: np.ndarray, g_pids: np.ndarray,
 
 def reranked(method: Method, prep: Prepared, q: dict[str, torch.Tensor],
              g: dict[str, torch.Tensor], cfg: dict[str, Any]) -> dict[str, Any]:
-    """The main metrics again after k-reciprocal re-ranking (``benchmark.rerank``) of the
+    """The main metrics again after k-reciprocal re-ranking (``benchmark.harness.rerank``) of the
     method's test distance. On a single-shot protocol each gallery draw is re-ranked on its
     own: re-ranking reads the gallery's neighbourhoods, and a drawn gallery holds one image per
     person, so the other images of a person never vote."""
-    from benchmark.rerank import params_from_config, rerank_embeddings
+    from benchmark.harness.rerank import params_from_config, rerank_embeddings
 
     params = params_from_config(cfg["eval"])
     t0 = time.perf_counter()
@@ -150,7 +150,7 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
         ctrl = _metric(prep, method.distance(q_hr, g), prep.query_hr, prep.gallery, cfg, seed)
         control = ctrl.summary() | {"query_resolution": "hr",
                                     "cmc": (100.0 * ctrl.cmc).round(4).tolist()}
-    from benchmark.sweep import ranked_lists, resolution_sweep
+    from benchmark.harness.sweep import ranked_lists, resolution_sweep
 
     t_sweep = time.perf_counter()
     sweep = resolution_sweep(method, prep, cfg, device, g, progress)

@@ -77,10 +77,10 @@ def rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, max_rank: int = 50
             correct match) and ``first`` (0-based rank of its first correct match among the
             kept entries; -1: none).
 
-    A compiled kernel (``benchmark.rank_kernel``) ranks each query's correct matches without
+    A compiled kernel (``benchmark.harness.rank_kernel``) ranks each query's correct matches without
     sorting its gallery row; memory beyond the distance matrix is O(Q + G).
     """
-    from benchmark.rank_kernel import NO_MATCH, NON_FINITE, query_stats  # numba: import on use
+    from benchmark.harness.rank_kernel import NO_MATCH, NON_FINITE, query_stats
 
     dist = _as_numpy(distmat)
     if not np.issubdtype(dist.dtype, np.floating):
@@ -167,14 +167,3 @@ def single_shot_metrics(distmat, q_pids, g_pids, q_camids, g_camids, repeats: in
     )
 
 
-def pairwise_distance(query: torch.Tensor, gallery: torch.Tensor, metric: str = "euclidean",
-                      chunk: int = 4096) -> torch.Tensor:
-    """(Q, D) x (G, D) -> (Q, G). ``euclidean``: not squared; ``cosine``: 1 - cosine similarity."""
-    if metric == "cosine":
-        q = torch.nn.functional.normalize(query, dim=1)
-        g = torch.nn.functional.normalize(gallery, dim=1)
-        return 1.0 - q @ g.t()
-    if metric != "euclidean":
-        raise ValueError(f"unknown distance '{metric}'; expected euclidean or cosine")
-    parts = [torch.cdist(query[i : i + chunk], gallery) for i in range(0, len(query), chunk)]
-    return torch.cat(parts) if parts else query.new_zeros((0, len(gallery)))

@@ -23,15 +23,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from benchmark import distributed as dist_mod
-from benchmark import environment
-from benchmark import progress as progress_log
-from benchmark.errors import DivergenceError, UserError
-from benchmark.optim import build_optimizer, build_scheduler
-from benchmark.store import save_atomic
+from benchmark.core import distributed as dist_mod
+from benchmark.core import progress as progress_log
+from benchmark.core.errors import DivergenceError, UserError
+from benchmark.core.imaging import normalize
+from benchmark.harness import environment
+from benchmark.harness.optim import build_optimizer, build_scheduler
+from benchmark.harness.store import save_atomic
 from datasets.bank import Prepared
 from datasets.samplers import PKSampler
-from datasets.transforms import augment, normalize
+from datasets.transforms import augment
 from methods import Batch, Method, TrainContext
 
 log = logging.getLogger(__name__)
@@ -45,12 +46,12 @@ def iters_per_epoch(cfg: dict[str, Any], num_train: int) -> int:
 def _load_checkpoint(checkpoint: Path, device: torch.device, identity: dict[str, Any] | None
                      ) -> dict[str, Any] | None:
     """The checkpoint's state, or None (training starts anew) when it belongs to another run or
-    cannot be read. It is read with the weights-only unpickler (``benchmark.safeio``), its
+    cannot be read. It is read with the weights-only unpickler (``benchmark.core.safeio``), its
     tensors mapped, not read, until its identity is checked: a crafted file in a shared results
     folder cannot run code. An unreadable one is moved aside to ``*.corrupt``, one that holds
     more than weights and plain data to ``*.unsafe``, and either is named."""
-    from benchmark.errors import UnsafeFileError
-    from benchmark.safeio import load_torch
+    from benchmark.core.errors import UnsafeFileError
+    from benchmark.core.safeio import load_torch
 
     try:
         state = load_torch(checkpoint, "checkpoint", map_location="cpu", mmap=True)

@@ -1,25 +1,21 @@
-"""The results store: one JSON record per run, written atomically (temp file + rename); the
-record schemas and the run id are defined here, once.
+"""What a run is and what its record holds, without torch: the run id (method, dataset,
+profile, seed, trial, the hash of the config it reads, the fingerprint of its data), the part of
+a config a run reads, the record schemas, and the checks a record must pass before any command
+or report uses it (its identity fields become file names).
 
-A run id names what makes a run itself: method, dataset, profile, seed, trial, the hash of the
-config it reads (``benchmark.config.run_config``) and the fingerprint of its data
-(``datasets.base.fingerprint``). Schema v1 records (before the data fingerprint and the
-per-run config hash) are upgraded on reading by ``reports``; ``scripts/migrate_records.py``
-rewrites them on disk.
+The reports import this module and nothing of the harness that needs torch.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
-
-from benchmark.atomic import atomic_write, write_text
-from benchmark.errors import UserError
+from benchmark.core.errors import UserError
 
 SCHEMA = "mlr-bench/run/v2"
 PROFILE_SCHEMA = "mlr-bench/profile/v1"
@@ -27,27 +23,59 @@ PROFILE_SCHEMA = "mlr-bench/profile/v1"
 OLD_RUN_SCHEMAS = ("mlr-bench/run/v1",)
 
 
-def _default(obj: Any):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, (Path, torch.device)):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+#: the sections of defaults.yaml, read by every run
+COMMON_SECTIONS = ("model", "data", "train", "loss", "eval")
+#: common keys that are part of the run id rather than the config hash
+NOT_HASHED = ("data.trial",)
+#: common keys added after the first committed records, with the value that gives the behaviour
+#: from before them: at that value a key is left out of the config hash, so every run that does
+#: not use it keeps its run id (and ``run`` finds its stored record)
+ADDED_LATER: dict[str, Any] = {
+    "train.random_erasing": 0.0,
+    "train.erasing_area": [0.02, 0.4],
+    "train.erasing_aspect": 0.3,
+    "train.erasing_fill": "random",
+}
+#: evaluation keys that add measurements to a record (the resolution sweeps, the ranked lists)
+#: without changing what is trained or the run's main metrics: left out of the config hash, so
+#: the same run keeps its id with or without them and ``benchmark evaluate`` can add them to a
+#: stored run from its kept weights
+MEASUREMENT_ONLY = ("eval.sweep_rates", "eval.sweep_heights", "eval.ranks_top_k", "eval.rerank",
+                    "eval.rerank_k1", "eval.rerank_k2", "eval.rerank_lambda", "eval.rerank_form")
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any,
-                      within: str | os.PathLike | None = None) -> Path:
-    """Write ``data`` as JSON to ``path`` so a reader never sees a half-written file."""
-    text = json.dumps(data, indent=1, default=_default) + "\n"  # fails before any file exists
-    return write_text(path, text, within)
+def config_hash(cfg: dict[str, Any]) -> str:
+    """A short, stable hash of a (partial) config (key order does not matter)."""
+    blob = json.dumps(cfg, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:10]
 
 
-def save_atomic(obj: Any, path: str | os.PathLike,
-                within: str | os.PathLike | None = None) -> Path:
-    """torch.save, atomically (for checkpoints): a failed write leaves the previous file."""
-    return atomic_write(path, lambda fh: torch.save(obj, fh), within)
+def run_config(cfg: dict[str, Any], method_section: str | None, dataset_section: str | None,
+               keep_dataset: bool = True, world_size: int = 1) -> dict[str, Any]:
+    """The part of ``cfg`` a run reads: the common sections with ``data``'s own keys (not
+    ``data.trial``, nor the measurement-only keys ``MEASUREMENT_ONLY``), the dataset's
+    ``data.<section>`` (unless ``keep_dataset`` is false) and the method's section; for a
+    run on ``world_size`` > 1 processes also the ``distributed`` section and the world size
+    (a one-process run's hash never depends on them)."""
+    out = {k: copy.deepcopy(cfg[k]) for k in COMMON_SECTIONS if k != "data" and k in cfg}
+    for key in MEASUREMENT_ONLY:
+        section, name = key.split(".")
+        out.get(section, {}).pop(name, None)
+    for key, neutral in ADDED_LATER.items():
+        section, name = key.split(".")
+        if section in out and out[section].get(name, neutral) == neutral:
+            out[section].pop(name, None)
+    data = {k: copy.deepcopy(v) for k, v in cfg["data"].items()
+            if not isinstance(v, dict) and f"data.{k}" not in NOT_HASHED}
+    if keep_dataset and dataset_section:
+        data[dataset_section] = copy.deepcopy(cfg["data"][dataset_section])
+    out["data"] = data
+    if method_section:
+        out[method_section] = copy.deepcopy(cfg[method_section])
+    if world_size > 1:  # a run on several processes is another run than the one-process run
+        out["distributed"] = copy.deepcopy(cfg.get("distributed", {})) | {
+            "world_size": int(world_size)}
+    return out
 
 
 def run_prefix(method: str, dataset: str, profile: str, seed: int, trial: int, cfg_hash: str
@@ -81,7 +109,7 @@ def record_problem(data: Any, path: str | os.PathLike | None = None) -> str | No
     its nested sections (the fields the report and the commands read, with their types), and
     its identity fields (plain names, the run id equal to the file's name when ``path`` is
     given), since those become file names."""
-    from benchmark.safeio import is_name
+    from benchmark.core.safeio import is_name
 
     if not isinstance(data, dict) or data.get("schema") not in (SCHEMA, *OLD_RUN_SCHEMAS):
         return f"not an mlr-bench run record (expected schema '{SCHEMA}')"
@@ -164,7 +192,7 @@ PROFILE_NESTED = ("parameters", "macs", "throughput", "environment")
 
 def profile_problem(data: dict[str, Any], path: str | os.PathLike | None = None) -> str | None:
     """What is wrong with a profile record (``python -m benchmark profile``), or None."""
-    from benchmark.safeio import is_name
+    from benchmark.core.safeio import is_name
 
     missing = [k for k in ("method", "profile", "input_size", "batch_size", "precision",
                            "layout", *PROFILE_NESTED) if k not in data]
@@ -201,65 +229,3 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
     if problem:
         raise UserError(f"results file {path} is {problem}")
     return data
-
-
-def _fill_missing(cfg: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """``cfg`` with every key of ``defaults`` it lacks added (keys added to the suite later
-    default to the behaviour that came before them)."""
-    out = dict(cfg)
-    for key, value in defaults.items():
-        if key not in out:
-            out[key] = value
-        elif isinstance(value, dict) and isinstance(out[key], dict):
-            out[key] = _fill_missing(out[key], value)
-    return out
-
-
-def upgrade_record(record: dict[str, Any]) -> dict[str, Any]:
-    """A run record of an older schema in the current one (a new dict).
-
-    v1 -> v2: the config hash is recomputed over what the run reads (its stored config, with
-    keys added since then at their defaults), the trial and the data fingerprint are added (for
-    data generated in memory it is recomputed from the config; for folders it is unknown and
-    says so), and the run id is rebuilt from them. Metrics are untouched.
-    """
-    if record.get("schema") == SCHEMA:
-        if "source" in record.get("data", {}).get("fingerprint", {}):
-            return record
-        return _add_source(json.loads(json.dumps(record)))
-    if record.get("schema") not in OLD_RUN_SCHEMAS:
-        raise UserError(f"cannot upgrade a record of schema {record.get('schema')!r}")
-    from benchmark.config import config_hash, load_config, run_config
-    from datasets import DATASETS, build_dataset, fingerprint
-    from methods import METHODS
-
-    out = json.loads(json.dumps(record))
-    cfg = _fill_missing(out["config"], load_config(out["profile"]))
-    method_cls, spec = METHODS[out["method"]], DATASETS[out["dataset"]]
-    chash = config_hash(run_config(cfg, method_cls.config_section, spec.config_section))
-    trial = int(cfg["data"]["trial"])
-    if spec.needs_root:
-        fp = {"hash": "unknown", "kind": "unknown: recorded before data fingerprints (schema v1)",
-              "root": out["data"].get("data_root")}
-    else:
-        fp = fingerprint(build_dataset(out["dataset"], cfg, None))
-    out.update(schema=SCHEMA, upgraded_from=record["schema"], config_hash=chash, trial=trial,
-               config=cfg, run_id=run_id(out["method"], out["dataset"], out["profile"],
-                                         int(out["seed"]), trial, chash, fp["hash"]))
-    out["data"]["fingerprint"] = fp
-    return _add_source(out)
-
-
-def _add_source(record: dict[str, Any]) -> dict[str, Any]:
-    """Fill ``data.fingerprint.source`` (added in v2 after the first records): recomputed for
-    data generated in memory, 'unknown' for folders (the files may be gone)."""
-    from datasets import DATASETS, build_dataset, fingerprint
-
-    fp = record["data"].setdefault("fingerprint", {"hash": "unknown"})
-    if "source" in fp:
-        return record
-    if DATASETS[record["dataset"]].needs_root:
-        fp["source"] = "unknown"
-    else:
-        fp["source"] = fingerprint(build_dataset(record["dataset"], record["config"]))["source"]
-    return record

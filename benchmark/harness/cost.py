@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from benchmark import environment
-from benchmark.errors import UserError
-from benchmark.store import PROFILE_SCHEMA as SCHEMA
+from benchmark.core.errors import UserError
+from benchmark.harness import environment
+from benchmark.harness.records import PROFILE_SCHEMA as SCHEMA
 from methods import Batch, Method, build_method
 
 

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import UnsafeFileError, UserError, short
+from benchmark.core.errors import UnsafeFileError, UserError, short
 
 #: a name that may be part of a file name: letters, digits, and . _ - + =, not starting with a
 #: dot (no hidden files, no "..")

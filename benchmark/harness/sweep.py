@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmark.evaluation import embed_images, metric_of
-from benchmark.metrics import rank_metrics
+from benchmark.harness.evaluation import embed_images, metric_of
+from benchmark.harness.metrics import rank_metrics
 from datasets.bank import Prepared
-from datasets.transforms import _PIL, prepare
+from datasets.images import _PIL, prepare
 
 log = logging.getLogger(__name__)
 
