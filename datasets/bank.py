@@ -16,11 +16,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from tqdm.auto import tqdm
 
 from benchmark.core.errors import UserError
 from datasets.base import MLRData, Sample, build_dataset
-from datasets.images import prepare
+from datasets.images import downsample, prepare
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class Prepared:
     is_lr: np.ndarray  # resolution flag per bank image: the protocol's, or by crop height
     query_hr: np.ndarray | None = None  # HR versions of the queries (the control), if made
     sizes: np.ndarray | None = None  # (N, 2) height, width per bank image as captured
+    interpolation: str = "bicubic"  # the protocol's (data.interpolation)
 
     def flags(self, idx: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(self.is_lr[idx])
@@ -121,6 +123,24 @@ class Prepared:
         """(len(idx), 2) height, width of the images as captured (an HR image: its native
         crop), which sets the size of a synthetic LR twin (``datasets.transforms.degrade``)."""
         return None if self.sizes is None else torch.from_numpy(self.sizes[idx])
+
+    def native_image(self, item: int | Sample) -> Image.Image:
+        """An image at its size as captured, RGB: an HR image's native crop, a genuinely LR
+        image as captured, a down-sampled LR image's HR original (``item``: a bank index, or a
+        sample of the data). Decoded anew from the data (or generated again)."""
+        sample = self.samples[int(item)] if not isinstance(item, Sample) else item
+        img = self.data.load(sample)
+        pil = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
+        return pil.convert("RGB")
+
+    def downsampled(self, image: Image.Image, rate: int) -> Image.Image:
+        """The protocol's down-sampling by ``rate``, at the size it would be captured."""
+        return downsample(image, rate, self.interpolation)
+
+    def through_lr_path(self, image: Image.Image | np.ndarray, rate: int) -> np.ndarray:
+        """The protocol's LR path at ``rate`` (1: the image itself) to the input size: uint8
+        (3, H, W), what the bank holds for such an image."""
+        return prepare(image, rate, tuple(self.images.shape[-2:]), self.interpolation)
 
     def column(self, idx: np.ndarray, name: str) -> np.ndarray:
         return np.array([getattr(self.samples[i], name) for i in idx])
@@ -179,7 +199,7 @@ def prepare_split(data: MLRData, cfg: dict[str, Any], progress: bool = True) -> 
     else:
         is_lr = np.array([s.is_lr for s in bank.samples], dtype=bool)
     return Prepared(data, bank.images, bank.samples, train, query, gallery, labels, bank.bad,
-                    is_lr, hr_idx, bank.sizes)
+                    is_lr, hr_idx, bank.sizes, cfg["data"]["interpolation"])
 
 
 def prepare_data(dataset: str, cfg: dict[str, Any], data_root: str | None,

@@ -7,7 +7,6 @@ from typing import Any
 
 from benchmark.core.checks import check_data_root
 from datasets.base import DATASETS, MLRData, Sample, build_dataset, trial_configs
-from datasets.files import read_image
 
 
 def _split_summary(samples: list[Sample]) -> dict[str, Any]:
@@ -47,7 +46,7 @@ def check_data(dataset: str, cfg: dict[str, Any], data_root: str | None,
     if decode:
         for s in dict.fromkeys(first.train + first.query + first.gallery):
             try:
-                first.load(s) if s.source.startswith("mat:") else read_image(s.source)
+                first.load(s)  # the loader the runs use (files, .mat cells, generated)
             except Exception as exc:  # noqa: BLE001 - report every decoder failure by name
                 bad.append(f"{s.source}: {exc}")
     return {"dataset": dataset, "data_root": data_root, "generated": first.info["generated"],

@@ -8,11 +8,13 @@ from methods.base import (
     Batch,
     EvalContext,
     Method,
+    Stage,
+    StepContext,
     TrainContext,
     build_method,
     register_method,
     resolve_method,
 )
 
-__all__ = ["METHODS", "Batch", "EvalContext", "Method", "TrainContext", "build_method",
-           "register_method", "resolve_method"]
+__all__ = ["METHODS", "Batch", "EvalContext", "Method", "Stage", "StepContext", "TrainContext",
+           "build_method", "register_method", "resolve_method"]

@@ -18,6 +18,7 @@ import torchvision
 from torch import nn
 
 from benchmark.core.errors import UserError
+from benchmark.core.torchio import load_torch
 
 FEATURE_DIMS = {"resnet18": 512, "resnet34": 512, "resnet50": 2048, "resnet101": 2048}
 
@@ -30,7 +31,6 @@ def _cached_weight_files(arch: str) -> list[str]:
 
 
 def _load_state(path: str) -> dict[str, torch.Tensor]:
-    from benchmark.core.safeio import load_torch
 
     try:  # weights only: a file that would run code is refused
         state = load_torch(path, "model.weights file")

@@ -4,7 +4,8 @@ A method is an ``nn.Module`` built for a number of training identities. It decla
 harness needs to know about it, so the harness never asks for a method by name or probes its
 attributes:
 
-* ``name``, ``description``, ``paper_name`` (its row in the paper's tables, or None);
+* ``name`` and ``description`` (its row in the paper's tables is data of the reports:
+  ``reports/suite_rows.yaml``);
 * ``config_section`` and ``options``: its own config section (``--set <section>.<key>=...``),
   each option with a default and a help line; the run's config hash covers this section and
   no other method's;
@@ -13,13 +14,16 @@ attributes:
 * ``module_roles()``: its modules and which lie on the query path (an LR image), the gallery
   path (an HR image) or are used in training only; parameter counts are computed from that,
   once, here;
-* hooks the harness calls: ``on_train_start(total_steps)``, ``training_step(batch)`` (named
-  losses, ``"loss"`` the total), ``embed(images, is_lr)``, ``distance(query, gallery)``,
-  ``distances(query, gallery)`` (alternative test distances, recorded beside the default) and
-  ``evaluation_extras(context)`` (anything it adds to the record: SR image quality, SWA
-  weights, ...), ``before_training(context)`` (a stage before the ReID steps, e.g. SR
-  pre-training) and ``training_summary(history)`` (flags computed from the epoch history, e.g.
-  FTWA's SWA collapse);
+* its training: ``stages()`` (stages before the re-id stage, each with its own optimisers,
+  budget and batches: SR pre-training, a teacher, a pretext task), then the re-id stage:
+  ``reid_optimizers(build)`` (one by default; a discriminator may add its own) and
+  ``training_step(batch)`` (named losses, ``"loss"`` the total; with
+  ``manual_optimization`` it updates its optimisers itself through ``ctx.optimize``);
+* hooks the harness calls: ``on_train_start(total_steps)``, ``embed(images, is_lr)``,
+  ``distance(query, gallery)``, ``distances(query, gallery)`` (alternative test distances,
+  recorded beside the default), ``evaluation_extras(context)`` (anything it adds to the
+  record: SR image quality, SWA weights, ...) and ``training_summary(history)`` (flags computed
+  from the epoch history, e.g. FTWA's SWA collapse);
 * ``uses_native_size``: ``embed`` takes ``native_size=`` (each image's size as captured), for
   methods that make synthetic LR copies at test time.
 
@@ -32,6 +36,7 @@ from outside the project; installed packages can declare an entry point in the g
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -61,19 +66,120 @@ class Batch:
     #: for any randomness inside the step (FTWA's down-sampling rates); seeded per epoch
     generator: torch.Generator | None = None
     #: (B, 2) height, width of each image as captured (before resizing to the input size);
-    #: synthetic LR twins are made at r relative to it (``datasets.transforms.degrade``)
+    #: synthetic LR twins are made at r relative to it (``benchmark.core.imaging.degrade``)
     native_size: torch.Tensor | None = None
+    #: a run on several processes with ``distributed.triplet`` global: the triplet loss mines
+    #: over the whole batch (``batch_hard_triplet(..., gather=batch.gather)``); else per process
+    gather: bool = False
 
 
 @dataclass
 class TrainContext:
-    """What ``before_training`` may use: the prepared data (``datasets.bank.Prepared``), the
-    device, the run's seed, whether to show progress bars."""
+    """What a stage may use: the prepared data (``datasets.bank.Prepared``: images, labels,
+    native sizes, and ``native_image(i)`` / ``as_captured(i, rate)`` for an image at its native
+    size or through the protocol's LR path), the device, the run's seed, whether to show
+    progress bars."""
 
     prep: Any
     device: torch.device
     seed: int
     progress: bool = True
+
+
+class StepContext:
+    """What a stage's step may use: the stage's optimisers by name, the step's index (0-based,
+    within the stage), the device, and :meth:`optimize` for manual optimisation (a
+    discriminator's update, then the update of the encoder it is trained against)."""
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], step: int,
+                 device: torch.device, check: Callable[[torch.Tensor, str], None]):
+        self.optimizers = optimizers
+        self.step = step
+        self.device = device
+        self._check = check
+        self.updated: list[str] = []
+
+    def optimize(self, name: str, loss: torch.Tensor, retain_graph: bool = False) -> None:
+        """One update of optimiser ``name`` on ``loss``: zero its gradients, backward, step (a
+        non-finite loss stops training first, naming the optimiser)."""
+        if name not in self.optimizers:
+            raise KeyError(f"no optimiser '{name}' in this stage; it has "
+                           f"{', '.join(self.optimizers)}")
+        self._check(loss, name)
+        opt = self.optimizers[name]
+        opt.zero_grad(set_to_none=True)
+        loss.backward(retain_graph=retain_graph)
+        opt.step()
+        self.updated.append(name)
+
+
+class Stage:
+    """A stage of a method's training before its re-id stage: SR pre-training, a teacher trained
+    and then frozen, a pretext task. The harness's loop (``benchmark.harness.training``) runs
+    the stages a method declares (``Method.stages``) in order, then the re-id stage; it
+    checkpoints every stage at ``checkpoint_every`` steps (with the optimisers, the schedulers,
+    :meth:`state_dict` and the random generators), resumes at the step it saved, records each
+    stage (steps, time, its history and :meth:`end`'s summary) under ``training.stages``, and
+    freezes the modules of :attr:`freeze_after` once the stage ends (again after a resume).
+
+    A stage's own steps do not count in the re-id step budget, which is the same for every
+    method at a profile (the fairness rule); they have their own budget, :attr:`steps`.
+
+    Subclasses set ``name`` and ``steps`` and implement :meth:`optimizers`, :meth:`batches` and
+    :meth:`step`; the rest is optional."""
+
+    #: the stage's name in the record and the progress lines
+    name: str = "stage"
+    #: its step budget (the stage may stop earlier: :meth:`after_step`)
+    steps: int = 0
+    #: steps per history entry and progress line (0: one at the end)
+    log_every: int = 0
+    #: steps between checkpoints (0: ``log_every``, or only at the end)
+    checkpoint_every: int = 0
+
+    #: modules frozen (no gradient, evaluation mode) once the stage has ended
+    def freeze_after(self) -> list[nn.Module]:
+        return []
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """The stage's optimisers by name, built when the stage starts (or resumes)."""
+        raise NotImplementedError
+
+    def schedulers(self, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
+        """Learning-rate schedulers, each stepped once after every step (none by default)."""
+        return {}
+
+    def begin(self, context: TrainContext) -> None:
+        """Before the first step of a fresh stage (not when it resumes: its state is then
+        :meth:`load_state_dict`'s)."""
+
+    def batches(self, context: TrainContext, start: int) -> Iterator[Any]:
+        """The stage's batches from step ``start`` on; drawn from a generator the stage keeps
+        in :meth:`state_dict`, or seeded by the step, so a resumed stage sees the batches an
+        uninterrupted one would."""
+        raise NotImplementedError
+
+    def step(self, batch: Any, ctx: StepContext) -> dict[str, torch.Tensor]:
+        """Named losses of one step. With one optimiser, return ``"loss"`` and the harness
+        updates it; with several, call ``ctx.optimize(name, loss)`` for each."""
+        raise NotImplementedError
+
+    def after_step(self, step: int, context: TrainContext, losses: dict[str, float]) -> bool:
+        """After step ``step`` (the count of steps done, from 1) with its losses: True stops
+        the stage early."""
+        return False
+
+    def end(self, context: TrainContext) -> dict[str, Any]:
+        """When the stage is done: a summary for the record (``training.stages``)."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """What the stage itself must keep across a resume (generators, counters, a best
+        state): tensors and plain data only (checkpoints are read weights-only)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
 
 
 @dataclass
@@ -97,17 +203,14 @@ class Method(nn.Module, metaclass=ABCMeta):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
-    #: the method's row name in the paper's tables (Table 1 / Table 2), None if not in them
-    paper_name: ClassVar[str | None] = None
-    #: a control not in the paper, shown on the report's Table 2 ladder after this method
-    ladder_after: ClassVar[str | None] = None
     #: the method's own top-level config section and its options (None: no own options)
     config_section: ClassVar[str | None] = None
     options: ClassVar[dict[str, Option]] = {}
     #: the P x K sampler should give each identity both LR and HR images when it has both
     mix_resolutions: ClassVar[bool] = False
-    #: in a run on several processes, how its triplet loss mines (README, "One run on several
-    #: GPUs"): "gathered" when it calls ``batch_hard_triplet(..., gather=True)`` once per step
+    #: in a run on several processes, how its triplet loss mines (docs/scaling.md, "One run on
+    #: several GPUs"): "gathered" when it calls ``batch_hard_triplet(..., gather=batch.gather)``
+    #: once per step
     triplet_under_ddp: ClassVar[str] = "per process"
     #: the name of the test distance, recorded with the metrics (None: eval.distance)
     distance_name: str | None = None
@@ -130,13 +233,25 @@ class Method(nn.Module, metaclass=ABCMeta):
         return np.ones(len(is_lr), dtype=bool)
 
     def on_train_start(self, total_steps: int) -> None:
-        """Called once before training with the number of optimiser steps of the whole run."""
+        """Called once before training with the number of re-id optimiser steps of the run."""
 
-    def before_training(self, context: TrainContext) -> None:
-        """A stage before the ReID optimiser steps (e.g. SR pre-training), run once per run: not
-        again when a run resumes from a checkpoint, so what it learns must live in the module's
-        state (parameters, buffers, or ``get_extra_state`` for a report the method records in
-        ``evaluation_extras``). Its own steps do not count in the ReID step budget."""
+    def stages(self) -> list[Stage]:
+        """The stages of training before the re-id stage, in order (none by default): see
+        :class:`Stage`. What a stage learns lives in the module's state (parameters, buffers,
+        or ``get_extra_state`` for a report the method records in ``evaluation_extras``)."""
+        return []
+
+    #: the re-id stage calls ``training_step(batch, ctx)`` and the method updates its
+    #: optimisers itself with ``ctx.optimize`` (several optimisers, alternating updates)
+    manual_optimization: ClassVar[bool] = False
+
+    def reid_optimizers(self, build: Callable[[Any], torch.optim.Optimizer]
+                        ) -> dict[str, torch.optim.Optimizer]:
+        """The re-id stage's optimisers by name. ``build(params)`` makes the configured one
+        (``train.optimizer``, its learning rate and schedule: the paper's); the default is one,
+        ``"main"``, over every trainable parameter. A method that also trains a discriminator
+        returns it under its own name (and sets ``manual_optimization``)."""
+        return {"main": build(self.parameters())}
 
     def training_summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
         """Keys added to the record's ``training`` block, computed from the epoch history."""
@@ -144,7 +259,9 @@ class Method(nn.Module, metaclass=ABCMeta):
 
     @abstractmethod
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """Named losses of one batch; ``"loss"`` is the total to minimise."""
+        """Named losses of one re-id batch; ``"loss"`` is the total to minimise (with
+        ``manual_optimization``: ``training_step(batch, ctx)``, which updates the optimisers
+        itself and returns the losses to record)."""
 
     # -- test time ------------------------------------------------------------------------------
     @abstractmethod

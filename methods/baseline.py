@@ -21,7 +21,6 @@ from methods.losses import batch_hard_triplet, identity_loss
 class Baseline(Method):
     name = "baseline"
     description = "single-stream ResNet (last stride 1) + BN-neck, ID + triplet loss (Table 2)"
-    paper_name = "Baseline"
 
     triplet_under_ddp = "gathered"
 
@@ -44,7 +43,7 @@ class Baseline(Method):
         v = self.features(batch.images)
         _, logits = self.neck(v)
         l_id = identity_loss(logits, batch.labels, loss_cfg["label_smoothing"])
-        l_tri = batch_hard_triplet(v, batch.labels, loss_cfg["triplet_margin"], gather=True)
+        l_tri = batch_hard_triplet(v, batch.labels, loss_cfg["triplet_margin"], gather=batch.gather)
         total = loss_cfg["lambda_cls"] * l_id + loss_cfg["lambda_tri"] * l_tri
         return {"loss": total, "id": l_id.detach(), "triplet": l_tri.detach()}
 
@@ -59,19 +58,17 @@ class Baseline(Method):
 
 @register_method
 class BaselineAug(Baseline):
-    """A control for FTWA-B's confounds (README, "Confounds between the ablation variants"):
-    the Baseline trained on what FTWA-B trains on, i.e. every HR image of a batch also gives its
-    synthetic LR twin (made at the protocol's rates relative to the native crop), the twin
-    takes the HR image's label, and the sampler gives each identity LR and HR images. So each
-    step sees the same images as FTWA-B's (64 + the batch's HR count), through one network.
-    Baseline -> baseline-aug is the effect of that augmentation; baseline-aug -> FTWA-B is the
-    effect of the two streams."""
+    """A control for FTWA-B's confounds (docs/methods/ftwa.md, "Confounds between the ablation
+    variants"): the Baseline trained on what FTWA-B trains on, i.e. every HR image of a batch also
+    gives its synthetic LR twin (made at the protocol's rates relative to the native crop), the twin
+    takes the HR image's label, and the sampler gives each identity LR and HR images. So each step
+    sees the same images as FTWA-B's (64 + the batch's HR count), through one network. Baseline ->
+    baseline-aug is the effect of that augmentation; baseline-aug -> FTWA-B is the effect of the two
+    streams."""
 
     name = "baseline-aug"
     description = ("Baseline + FTWA-B's down-sampled copies of the HR images in every batch "
                    "(same images per step as FTWA-B, one network)")
-    paper_name = None
-    ladder_after = "baseline"
     mix_resolutions = True
 
     def __init__(self, cfg: dict[str, Any], num_classes: int):
@@ -85,4 +82,4 @@ class BaselineAug(Baseline):
         images = torch.cat([batch.images, twins])
         labels = torch.cat([batch.labels, batch.labels[hr]])
         flags = torch.cat([batch.is_lr, torch.ones_like(batch.labels[hr], dtype=torch.bool)])
-        return super().training_step(Batch(images, labels, flags))
+        return super().training_step(Batch(images, labels, flags, gather=batch.gather))

@@ -1,4 +1,4 @@
-"""FTWA and its ablations (paper section 3.4, Table 2; method-notes.md is the specification).
+"""FTWA and its ablations (paper section 3.4, Table 2; docs/methods/ftwa.md is the specification).
 
 * ``ftwa-b``: two-stream backbone (E_H for HR, E_L for LR, shared E_ID), plain ID + triplet.
 * ``ftwa-r``: + RAFT T and L_RAFT; plain ID and triplet losses over the four vectors.
@@ -42,7 +42,7 @@ DISTANCES = ("weighted", "mean", "hr-only", "lr-only")
 #: eq. 5's pairs saturated (one side's share above 0.95)
 COLLAPSE_P, COLLAPSE_SATURATED, SATURATION = 0.1, 0.5, 0.95
 
-#: the ``ftwa`` config section, shared by FTWA, FTWA-R and FTWA-B (readings in method-notes.md)
+#: the ``ftwa`` config section, shared by FTWA, FTWA-R and FTWA-B (readings in docs/methods/ftwa.md)
 OPTIONS = {
     "raft_width": Option(64, "RAFT's width C (reduce 1x1 conv from the backbone width)", low=4,
                          multiple_of=4),
@@ -120,7 +120,6 @@ class FTWAB(_TwoStream):
 
     name = "ftwa-b"
     description = "FTWA-B: two-stream backbone (E_H, E_L, shared E_ID), plain ID + triplet"
-    paper_name = "FTWA-B"
     uses_native_size = False  # no down-sampled gallery copy at test time
 
     triplet_under_ddp = "gathered"
@@ -136,7 +135,7 @@ class FTWAB(_TwoStream):
         y = torch.cat([m["y_hr"], m["y_hr"], m["y_lr"]])
         _, logits = self.head(v)
         l_id = identity_loss(logits, y, lc["label_smoothing"])
-        l_tri = batch_hard_triplet(v, y, lc["triplet_margin"], gather=True)
+        l_tri = batch_hard_triplet(v, y, lc["triplet_margin"], gather=batch.gather)
         total = lc["lambda_cls"] * l_id + lc["lambda_tri"] * l_tri
         return {"loss": total, "id": l_id.detach(), "triplet": l_tri.detach()}
 
@@ -300,7 +299,7 @@ class _FourVectors(_TwoStream):
 
     def distances(self, query: dict[str, torch.Tensor], gallery: dict[str, torch.Tensor]
                   ) -> dict[str, torch.Tensor]:
-        """Every test distance of method-notes.md:
+        """Every test distance of docs/methods/ftwa.md:
 
         weighted: (a D(q.hr, g.hr) + b D(q.lr, g.lr)) / (a + b), a = w_hr(q) w_hr(g),
                   b = w_lr(q) w_lr(g);  mean: a = b = 1;  hr-only: D(q.hr, g.hr);
@@ -351,7 +350,6 @@ class _FourVectors(_TwoStream):
 class FTWAR(_FourVectors):
     name = "ftwa-r"
     description = "FTWA-R: two streams + RAFT feature transform, plain losses over four vectors"
-    paper_name = "FTWA-R"
     weighted = False
     default_distance = "mean"
 
@@ -360,6 +358,5 @@ class FTWAR(_FourVectors):
 class FTWA(_FourVectors):
     name = "ftwa"
     description = "FTWA: two streams + RAFT + self-weighted attention losses and distance"
-    paper_name = "FTWA"
     weighted = True
     default_distance = "weighted"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from benchmark.core.distributed import gather_features
+
 
 def euclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Pairwise Euclidean (not squared) distances (N, D) x (M, D) -> (N, M), safe gradient at 0."""
@@ -20,16 +22,15 @@ def batch_hard_triplet(features: torch.Tensor, labels: torch.Tensor, margin: flo
     negative d_an = min over other labels; loss = mean(max(0, d_ap - d_an + margin)).
     Anchors with no positive or no negative in the batch are left out; 0 if none is left.
 
-    ``gather``: in a run on several processes (``benchmark.core.distributed``), mine over the whole
-    batch, every process's features gathered (with their gradients), as one process would.
+    ``gather``: in a run on several processes (``benchmark.core.distributed``), mine over the
+    whole batch, every process's features gathered (with their gradients), as one process
+    would; methods pass their batch's ``gather`` (true when ``distributed.triplet`` is global).
     Every process must then call it at the same point of its step.
     """
     if features.shape[0] != labels.shape[0]:
         raise ValueError(f"features {tuple(features.shape)} and labels {tuple(labels.shape)} "
                          "disagree on the batch size")
     if gather:
-        from benchmark.core.distributed import gather_features
-
         features, labels = gather_features(features, labels)
     dist = euclidean(features, features)
     same = labels.view(-1, 1) == labels.view(1, -1)

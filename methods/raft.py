@@ -1,5 +1,5 @@
 """RAFT, FTWA's feature-level LR-to-HR transform T, built from IMDN's information
-multi-distillation block (Hui et al., ACM MM 2019), as read in method-notes.md.
+multi-distillation block (Hui et al., ACM MM 2019), as read in docs/methods/ftwa.md.
 
     T(F) = F + expand(body(reduce(F)))
     body(h0) = Conv3x3(LReLU(Conv1x1(cat(block_1(h0), ..., block_B(...))))) + h0

@@ -1,5 +1,5 @@
-"""SR-then-ReID baselines: the family FTWA argues against (method-notes.md), each given a fair
-chance (README, "The SR-then-ReID baselines"): every one takes the Baseline's ReID optimiser
+"""SR-then-ReID baselines: the family FTWA argues against (docs/methods/sr.md), each given a fair
+chance (docs/methods/sr.md): every one takes the Baseline's ReID optimiser
 steps and schedule, and the learned restorers are trained until they restore.
 
 * ``sr-bicubic``: LR images brought up to the input size by bicubic interpolation (the loader's
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -35,9 +36,19 @@ import torch
 from benchmark.core import progress as progress_log
 from benchmark.core.imaging import degrade, from_pixels, to_pixels
 from benchmark.core.options import Option
-from datasets.images import prepare
-from methods.base import GALLERY, QUERY, Batch, EvalContext, Method, TrainContext, register_method
+from methods.base import (
+    GALLERY,
+    QUERY,
+    Batch,
+    EvalContext,
+    Method,
+    Stage,
+    StepContext,
+    TrainContext,
+    register_method,
+)
 from methods.baseline import Baseline
+from methods.sr_eval import native_targets, psnr_at_native, sr_quality, sr_strip
 from methods.sr_nets import build_sr
 
 log = logging.getLogger(__name__)
@@ -72,6 +83,8 @@ class _SRThenReID(Method):
     triplet_under_ddp = "gathered"  # the Baseline's step
     #: runs the SR pre-training before the ReID steps
     pretrains: ClassVar[bool] = False
+    #: the SR network is frozen after its pre-training
+    freezes_sr: ClassVar[bool] = False
     config_section = "sr"
     options = OPTIONS
 
@@ -90,9 +103,11 @@ class _SRThenReID(Method):
     def set_extra_state(self, state: Any) -> None:
         self.pretrain_report = (state or {}).get("pretrain")
 
-    def before_training(self, context: TrainContext) -> None:
-        if self.pretrains and self.sr is not None:
-            self.pretrain_report = pretrain_sr(self, context)
+    def stages(self) -> list[Stage]:
+        """SR pre-training first where the method pre-trains (frozen after it: sr-two-stage)."""
+        if not (self.pretrains and self.sr is not None):
+            return []
+        return [SRPretraining(self, frozen_after=self.freezes_sr)]
 
     def restore_pixels(self, pixels: torch.Tensor) -> torch.Tensor:
         """[0, 1] LR image at the input size -> [0, 1] SR estimate (identity for bicubic)."""
@@ -129,8 +144,6 @@ class _SRThenReID(Method):
 
     def evaluation_extras(self, context: EvalContext) -> dict[str, Any]:
         """PSNR / SSIM of the SR output and of bicubic per rate, and a picture strip."""
-        from methods.sr_eval import sr_quality, sr_strip
-
         prep, device = context.prep, context.device
         rates = [int(r) for r in self.cfg["data"]["rates"]]
         strip = Path(context.out_dir) / f"{context.run_id}.sr.png"
@@ -165,10 +178,7 @@ class SRTwoStage(_SRThenReID):
     description = ("learned image SR (IMDN or ESPCN, L1) pre-trained until its held-out PSNR "
                    "stops improving, frozen, then ReID with the Baseline's steps")
     pretrains = True
-
-    def before_training(self, context: TrainContext) -> None:
-        super().before_training(context)
-        self.sr.requires_grad_(False)  # frozen: the ReID steps do not touch it
+    freezes_sr = True  # frozen after pre-training: the ReID steps do not touch it
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:
         """ReID on HR images + super-resolved LR images; the SR network frozen."""
@@ -179,7 +189,8 @@ class SRTwoStage(_SRThenReID):
             x = x.clone()
             with torch.no_grad():
                 x[batch.is_lr] = self.restore(batch.images[batch.is_lr])
-        return self.reid.training_step(Batch(x, batch.labels, batch.is_lr, batch.generator))
+        return self.reid.training_step(Batch(x, batch.labels, batch.is_lr, batch.generator,
+                                             gather=batch.gather))
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -213,103 +224,169 @@ class SRJoint(_SRThenReID):
             parts.append(self.restore(lr))
             labels.append(batch.labels[is_lr])
         x, y = torch.cat(parts), torch.cat(labels)
-        reid = self.reid.training_step(Batch(x, y, torch.zeros_like(y, dtype=torch.bool)))
+        reid = self.reid.training_step(Batch(x, y, torch.zeros_like(y, dtype=torch.bool),
+                                             gather=batch.gather))
         total = reid["loss"] + float(self.cfg["sr"]["mu"]) * l_sr
         return {"loss": total, "id": reid["id"], "triplet": reid["triplet"],
                 "sr_l1": l_sr.detach()}
 
 
-def pretrain_sr(method: _SRThenReID, context: TrainContext) -> dict[str, Any]:
-    """Train ``method.sr`` alone with L1 on (down(I_HR), I_HR) pairs of the training split's HR
-    images, Adam at ``sr.pretrain_lr``, halving it whenever the PSNR on held-out training images
-    does not improve by 0.01 dB, stopping after ``sr.pretrain_patience`` such checks or at
-    ``sr.pretrain_max_steps``; the weights of the best check (step 0, i.e. bicubic, included)
-    are kept. Held-out PSNR is scored like the test-set quality: LR images made by the
-    protocol's path from the native crop, the output resized to the native size. Returns the
-    report recorded under ``sr.pretrain`` (curve, stop reason, held-out gain per rate)."""
-    from methods.sr_eval import _native, native_targets, psnr_at_native
+class SRPretraining(Stage):
+    """The SR network alone, before the re-id stage: L1 on (down(I_HR), I_HR) pairs of the
+    training split's HR images, Adam at ``sr.pretrain_lr``, halving it whenever the PSNR on
+    held-out training images does not improve by 0.01 dB, stopping after
+    ``sr.pretrain_patience`` such checks or at ``sr.pretrain_max_steps``; the weights of the
+    best check (step 0, i.e. bicubic, included) are kept. Held-out PSNR is scored like the
+    test-set quality: LR images made by the protocol's path from the native crop, the output
+    resized to the native size. Its report is recorded under ``sr.pretrain`` (curve, stop
+    reason, held-out gain per rate)."""
 
-    s, prep, device = method.cfg["sr"], context.prep, context.device
-    hr_idx = prep.train[~prep.is_lr[prep.train]]
-    if len(hr_idx) < 2:
-        hr_idx = prep.train  # no HR image in the training split: every image stands in
-    gen = torch.Generator().manual_seed(context.seed * 7919 + 11)
-    order = hr_idx[torch.randperm(len(hr_idx), generator=gen).numpy()]
-    n_val = min(int(s["pretrain_val_images"]), max(1, len(order) // 5))
-    val, fit = order[:n_val], order[n_val:]
-    native = prep.native_size  # (N, 2) per bank image, or None
+    name = "sr-pretraining"
 
-    def pixels(idx: np.ndarray) -> torch.Tensor:
-        return prep.images[idx].to(device).float() / 255.0
+    def __init__(self, method: _SRThenReID, frozen_after: bool):
+        s = method.cfg["sr"]
+        self.method = method
+        self.frozen_after = frozen_after
+        self.steps = int(s["pretrain_max_steps"])
+        self.every = int(s["pretrain_eval_every"])
+        self.log_every = self.checkpoint_every = self.every
+        self.batch = int(s["pretrain_batch"])
+        self.patience = int(s["pretrain_patience"])
+        self.lr = float(s["pretrain_lr"])
+        self.opt: torch.optim.Optimizer | None = None
+        self.gen = torch.Generator()
+        self.val = self.fit = np.zeros(0, dtype=np.int64)
+        self.curve: list[dict[str, Any]] = []
+        self.best, self.best_step, self.bad, self.stop = 0.0, 0, 0, "cap"
+        self.best_state: dict[str, torch.Tensor] = {}
+        self.l1_sum, self.l1_n = 0.0, 0
+        self.bicubic_db: dict[int, float] = {}
+        self._val: tuple[dict[int, torch.Tensor], list[torch.Tensor]] | None = None
 
-    size = tuple(int(v) for v in method.cfg["model"]["input_size"])
-    interp = method.cfg["data"]["interpolation"]
-    natives = [_native(prep, prep.samples[i]) for i in val]
-    targets = native_targets(natives, device)
-    val_lr = {r: torch.from_numpy(np.stack([prepare(n, r, size, interp) for n in natives]))
-              .to(device).float() / 255.0 for r in method.rates}
-    bicubic_db = {r: float(psnr_at_native(val_lr[r], targets).mean()) for r in method.rates}
+    def freeze_after(self) -> list[torch.nn.Module]:
+        return [self.method.sr] if self.frozen_after else []
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        self.opt = torch.optim.Adam(self.method.sr.parameters(), lr=self.lr)
+        return {"sr": self.opt}
+
+    # -- held-out PSNR ---------------------------------------------------------------------------
+    def _validation(self, context: TrainContext) -> tuple[dict[int, torch.Tensor],
+                                                           list[torch.Tensor]]:
+        """The held-out LR images per rate and their native targets (made once per process)."""
+        if self._val is None:
+            prep, device = context.prep, context.device
+            natives = [np.array(prep.native_image(int(i)), dtype=np.uint8) for i in self.val]
+            targets = native_targets(natives, device)
+            val_lr = {r: torch.from_numpy(np.stack([prep.through_lr_path(n, r)
+                                                    for n in natives])).to(device).float()
+                      / 255.0 for r in self.method.rates}
+            self._val = (val_lr, targets)
+        return self._val
 
     @torch.no_grad()
-    def held_out() -> dict[int, float]:
-        method.sr.eval()
+    def held_out(self, context: TrainContext) -> dict[int, float]:
+        val_lr, targets = self._validation(context)
+        self.method.sr.eval()
         out = {}
-        for r in method.rates:
-            restored = torch.cat([method.restore_pixels(val_lr[r][i:i + 64])
-                                  for i in range(0, n_val, 64)])
+        for r in self.method.rates:
+            restored = torch.cat([self.method.restore_pixels(val_lr[r][i:i + 64])
+                                  for i in range(0, len(self.val), 64)])
             out[r] = float(psnr_at_native(restored, targets).mean())
-        method.sr.train()
+        self.method.sr.train()
         return out
 
-    lr = float(s["pretrain_lr"])
-    opt = torch.optim.Adam(method.sr.parameters(), lr=lr)
-    batch, every = int(s["pretrain_batch"]), int(s["pretrain_eval_every"])
-    cap, patience = int(s["pretrain_max_steps"]), int(s["pretrain_patience"])
-    progress_log.phase(f"SR pre-training on {len(fit)} HR training images ({n_val} held out), "
-                       f"at most {cap} steps of {batch}")
-    start = held_out()
-    curve = [{"step": 0, "psnr_db": float(np.mean(list(start.values()))), "lr": lr}]
-    best, best_step, bad, stop = curve[0]["psnr_db"], 0, 0, "cap"
-    best_state = copy.deepcopy(method.sr.state_dict())  # step 0: bicubic
-    l1_sum, l1_n = 0.0, 0
-    method.sr.train()
-    for step in range(1, cap + 1):
-        pick = fit[torch.randint(0, len(fit), (batch,), generator=gen).numpy()]
-        x = pixels(pick)
-        flip = torch.rand(batch, generator=gen) < 0.5
-        x[flip.to(device)] = x[flip.to(device)].flip(-1)
-        lr_x = degrade(x, method.rates, gen, native_size=native(pick))
-        loss = (method.restore_pixels(lr_x) - x).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        l1_sum, l1_n = l1_sum + float(loss.detach()), l1_n + 1
-        if step % every and step != cap:
-            continue
-        db = float(np.mean(list(held_out().values())))
-        curve.append({"step": step, "psnr_db": db, "train_l1": l1_sum / l1_n, "lr": lr})
-        l1_sum, l1_n = 0.0, 0
-        if db > best + 0.01:
-            best, best_step, bad = db, step, 0
-            best_state = copy.deepcopy(method.sr.state_dict())
+    # -- the stage -----------------------------------------------------------------------------
+    def begin(self, context: TrainContext) -> None:
+        prep, s = context.prep, self.method.cfg["sr"]
+        hr_idx = prep.train[~prep.is_lr[prep.train]]
+        if len(hr_idx) < 2:
+            hr_idx = prep.train  # no HR image in the training split: every image stands in
+        self.gen = torch.Generator().manual_seed(context.seed * 7919 + 11)
+        order = hr_idx[torch.randperm(len(hr_idx), generator=self.gen).numpy()]
+        n_val = min(int(s["pretrain_val_images"]), max(1, len(order) // 5))
+        self.val, self.fit = order[:n_val], order[n_val:]
+        val_lr, targets = self._validation(context)
+        self.bicubic_db = {r: float(psnr_at_native(val_lr[r], targets).mean())
+                           for r in self.method.rates}
+        progress_log.phase(f"SR pre-training on {len(self.fit)} HR training images ({n_val} "
+                           f"held out), at most {self.steps} steps of {self.batch}")
+        start = self.held_out(context)
+        self.curve = [{"step": 0, "psnr_db": float(np.mean(list(start.values()))),
+                       "lr": self.lr}]
+        self.best, self.best_step, self.bad, self.stop = self.curve[0]["psnr_db"], 0, 0, "cap"
+        self.best_state = copy.deepcopy(self.method.sr.state_dict())  # step 0: bicubic
+
+    def batches(self, context: TrainContext, start: int) -> Iterator[tuple[torch.Tensor, ...]]:
+        prep, device = context.prep, context.device
+        self.method.sr.train()
+        while True:
+            pick = self.fit[torch.randint(0, len(self.fit), (self.batch,),
+                                          generator=self.gen).numpy()]
+            x = prep.images[pick].to(device).float() / 255.0
+            flip = torch.rand(self.batch, generator=self.gen) < 0.5
+            x[flip.to(device)] = x[flip.to(device)].flip(-1)
+            lr_x = degrade(x, self.method.rates, self.gen, native_size=prep.native_size(pick))
+            yield x, lr_x
+
+    def step(self, batch: tuple[torch.Tensor, ...], ctx: StepContext) -> dict[str, torch.Tensor]:
+        x, lr_x = batch
+        loss = (self.method.restore_pixels(lr_x) - x).abs().mean()
+        return {"loss": loss}
+
+    def after_step(self, step: int, context: TrainContext, losses: dict[str, float]) -> bool:
+        self.l1_sum, self.l1_n = self.l1_sum + losses["loss"], self.l1_n + 1
+        if step % self.every and step != self.steps:
+            return False
+        db = float(np.mean(list(self.held_out(context).values())))
+        self.curve.append({"step": step, "psnr_db": db, "train_l1": self.l1_sum / self.l1_n,
+                           "lr": self.lr})
+        self.l1_sum, self.l1_n = 0.0, 0
+        if db > self.best + 0.01:
+            self.best, self.best_step, self.bad = db, step, 0
+            self.best_state = copy.deepcopy(self.method.sr.state_dict())
         else:
-            bad += 1
-            lr /= 2
-            for group in opt.param_groups:
-                group["lr"] = lr
-            if bad >= patience:
-                stop = "plateau"
-                break
+            self.bad += 1
+            self.lr /= 2
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr
+            if self.bad >= self.patience:
+                self.stop = "plateau"
+                return True
         progress_log.phase(f"SR pre-training step {step}: held-out PSNR {db:.2f} dB "
-                           f"(bicubic {np.mean(list(bicubic_db.values())):.2f} dB)")
-    method.sr.load_state_dict(best_state)
-    final = held_out()
-    method.sr.eval()
-    return {
-        "steps": curve[-1]["step"], "stopped": stop, "best_step": best_step,
-        "curve": curve, "held_out_images": int(n_val), "train_images": int(len(fit)),
-        "held_out": {str(r): {"psnr_sr": final[r], "psnr_bicubic": bicubic_db[r],
-                              "gain_db": final[r] - bicubic_db[r]} for r in method.rates},
-        "note": "held-out HR training images (not trained on), LR images made by the protocol's "
-                "path, PSNR at the native crop size (as sr.quality scores the test set)",
-    }
+                           f"(bicubic {np.mean(list(self.bicubic_db.values())):.2f} dB)")
+        return False
+
+    def end(self, context: TrainContext) -> dict[str, Any]:
+        m = self.method
+        m.sr.load_state_dict(self.best_state)
+        final = self.held_out(context)
+        m.sr.eval()
+        m.pretrain_report = {
+            "steps": self.curve[-1]["step"], "stopped": self.stop, "best_step": self.best_step,
+            "curve": self.curve, "held_out_images": int(len(self.val)),
+            "train_images": int(len(self.fit)),
+            "held_out": {str(r): {"psnr_sr": final[r], "psnr_bicubic": self.bicubic_db[r],
+                                  "gain_db": final[r] - self.bicubic_db[r]} for r in m.rates},
+            "note": "held-out HR training images (not trained on), LR images made by the "
+                    "protocol's path, PSNR at the native crop size (as sr.quality scores the "
+                    "test set)",
+        }
+        return {"held_out_psnr_db": float(np.mean(list(final.values()))),
+                "stopped": self.stop, "best_step": self.best_step}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state(), "val": torch.from_numpy(self.val),
+                "fit": torch.from_numpy(self.fit), "curve": self.curve, "best": self.best,
+                "best_step": self.best_step, "bad": self.bad, "stop": self.stop, "lr": self.lr,
+                "best_state": self.best_state, "l1": [self.l1_sum, self.l1_n],
+                "bicubic_db": {int(k): float(v) for k, v in self.bicubic_db.items()}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["gen"])
+        self.val, self.fit = state["val"].numpy(), state["fit"].numpy()
+        self.curve, self.best, self.best_step = state["curve"], state["best"], state["best_step"]
+        self.bad, self.stop, self.lr = state["bad"], state["stop"], state["lr"]
+        self.best_state = state["best_state"]
+        self.l1_sum, self.l1_n = state["l1"]
+        self.bicubic_db = dict(state["bicubic_db"])

@@ -19,26 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torchmetrics.functional.image import (
-    peak_signal_noise_ratio,
-    structural_similarity_index_measure,
-)
 
 from benchmark.core.atomic import atomic_write
 from benchmark.core.imaging import normalize, to_pixels
-from datasets.images import downsample, prepare
 
 
-def _native(prep, sample) -> np.ndarray:
-    """The native crop of a sample (its HR original) as uint8 (H, W, 3)."""
-    img = prep.data.load(sample)
-    pil = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
-    return np.array(pil.convert("RGB"), dtype=np.uint8)
-
-
-def held_out_pairs(prep, max_images: int, rates: list[int], size: tuple[int, int],
-                   interpolation: str = "bicubic") -> list[tuple[int, list[np.ndarray],
-                                                                 torch.Tensor]]:
+def held_out_pairs(prep, max_images: int, rates: list[int]
+                   ) -> list[tuple[int, list[np.ndarray], torch.Tensor]]:
     """[(rate, native HR crops, LR images at the input size (N, 3, H, W) uint8)]."""
     if prep.query_hr is not None:
         q_rates = prep.column(prep.query, "rate")
@@ -51,8 +38,9 @@ def held_out_pairs(prep, max_images: int, rates: list[int], size: tuple[int, int
     cache: dict[Any, np.ndarray] = {}
     out = []
     for r, samples in plan:
-        natives = [cache.setdefault(s, _native(prep, s)) for s in samples]
-        lr = np.stack([prepare(n, r, size, interpolation) for n in natives])
+        natives = [cache.setdefault(s, np.array(prep.native_image(s), dtype=np.uint8))
+                   for s in samples]
+        lr = np.stack([prep.through_lr_path(n, r) for n in natives])
         out.append((r, natives, torch.from_numpy(lr)))
     return out
 
@@ -83,6 +71,12 @@ def psnr_at_native(images: torch.Tensor, targets: list[torch.Tensor]) -> torch.T
 
 
 def _scores(img: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
+    # torchmetrics takes 2.5 s to import: only the runs that score SR images pay for it
+    from torchmetrics.functional.image import (
+        peak_signal_noise_ratio,
+        structural_similarity_index_measure,
+    )
+
     psnr = float(peak_signal_noise_ratio(img, target, data_range=1.0))
     ssim = float(structural_similarity_index_measure(img, target, data_range=1.0))
     return psnr, ssim
@@ -94,11 +88,8 @@ def sr_quality(method, prep, device: torch.device, max_images: int, rates: list[
     """{rate: {psnr_sr, psnr_bicubic, ssim_sr, ssim_bicubic, gain_db, n}} on held-out pairs,
     scored at the native HR size."""
     method.eval()
-    cfg = method.cfg
-    size = tuple(int(v) for v in cfg["model"]["input_size"])
     result = {}
-    for r, natives, lr in held_out_pairs(prep, max_images, rates, size,
-                                         cfg["data"]["interpolation"]):
+    for r, natives, lr in held_out_pairs(prep, max_images, rates):
         bicubic = to_pixels(normalize(lr.to(device))).clamp(0, 1)
         sr = torch.cat([method.restore_pixels(bicubic[i:i + 64])
                         for i in range(0, len(bicubic), 64)])
@@ -122,17 +113,14 @@ def sr_strip(method, prep, device: torch.device, path: str | Path, count: int = 
     """Save a PNG: per test image, at the native size, the LR image as captured (nearest
     up-sampling), bicubic, learned SR, HR."""
     method.eval()
-    cfg = method.cfg
-    size = tuple(int(v) for v in cfg["model"]["input_size"])
-    pairs = held_out_pairs(prep, count, [int(r) for r in method.rates], size,
-                           cfg["data"]["interpolation"])
+    pairs = held_out_pairs(prep, count, [int(r) for r in method.rates])
     rows = []
     width = None
     for r, natives, lr in pairs:
         for k in range(min(len(natives), max(1, count // len(pairs)))):
             hr_img = natives[k]
             h, w = hr_img.shape[:2]
-            small = downsample(Image.fromarray(hr_img), r)
+            small = prep.downsampled(Image.fromarray(hr_img), r)
             lr_show = np.asarray(small.resize((w, h), Image.Resampling.NEAREST))
             bic = to_pixels(normalize(lr[k : k + 1].to(device))).clamp(0, 1)
             sr = method.restore_pixels(bic)

@@ -1,5 +1,5 @@
 """Self-weighted attention (SWA): quality evaluators, classifiers and the SWA losses of FTWA
-(method-notes.md, eq. 2, 4, 5, 7, 8).
+(docs/methods/ftwa.md, eq. 2, 4, 5, 7, 8).
 
 Shapes: v (B, D) vectors, logits (B, C), labels (B,), weights w (B,) in (0, 1).
 """
@@ -18,10 +18,10 @@ class SpaceHead(nn.Module):
     evaluator W.
 
     ``forward(v)`` -> (BN-normalised feature, logits, weight); W = sigmoid(Linear(BN(v))), a
-    weight in (0, 1) per image (the reading of eq. 4 in method-notes.md). Without W every weight
-    is 1, which turns the SWA losses into their plain forms.
+    weight in (0, 1) per image (the reading of eq. 4 in docs/methods/ftwa.md). Without W every
+    weight is 1, which turns the SWA losses into their plain forms.
 
-    A guard against the collapse of the weights (README, "SWA's weights collapse"):
+    A guard against the collapse of the weights (docs/methods/ftwa.md, "SWA's weights collapse"):
     ``temperature`` T and ``floor`` f give w = f + (1 - 2f) sigmoid(z / T), so a pair's share
     w_a / (w_a + w_b) stays within [f, 1 - f], and T flattens the sigmoid the gradient
     drives to 0 or 1. T = 1, f = 0 is the literal reading.

@@ -11,6 +11,8 @@ import numpy as np
 import pandas as pd
 from markupsafe import Markup
 
+from reports.paper import dataset_names
+
 MISSING = "—"
 
 
@@ -51,8 +53,6 @@ def control_text(mean: float, std: float, n: int, genuine_lr: bool) -> str:
 def display_table1(long: pd.DataFrame) -> pd.DataFrame:
     """Methods x (dataset, rank) with 'paper → reproduced (difference)' cells; columns named
     as in the paper (each dataset's paper_name)."""
-    from reports.paper import dataset_names
-
     names = dataset_names()
     out = []
     for (name, status), g in long.groupby(["method", "status"], sort=False):

@@ -1,55 +1,66 @@
 """The paper's data: its published tables (the project's copy of tables.yaml), which of our
-methods is which row (each method's ``paper_name``), and the paper-vs-reproduced tables
-(Table 1, Table 2 and the regression check)."""
+methods is which row (``reports/suite_rows.yaml``), and the paper-vs-reproduced tables (Table 1,
+Table 2 and the regression check)."""
 
 from __future__ import annotations
 
+import copy
+from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
+
+from benchmark.core.safeio import load_yaml
+
+
+@lru_cache(maxsize=1)
+def suite_rows() -> dict[str, Any]:
+    """``reports/suite_rows.yaml``: which suite method is which paper row, the ladder's
+    controls, the ablation's dataset."""
+    return load_yaml((resources.files("reports") / "suite_rows.yaml").read_text(),
+                     "reports/suite_rows.yaml")
 
 
 def table2_dataset() -> str:
-    """The dataset of the paper's ablation (Table 2): the one whose spec says so."""
-    from datasets import DATASETS
-
-    (name,) = [n for n, spec in DATASETS.items() if spec.paper_ablation]
-    return name
+    """The dataset of the paper's ablation (Table 2)."""
+    return str(suite_rows()["table2_dataset"])
 
 
 def dataset_names() -> dict[str, str]:
-    """Our dataset name -> its name in the paper's tables (from each dataset's paper_name)."""
-    from datasets import DATASETS
+    """Our dataset name -> its name in the paper's tables."""
+    return dict(paper_tables()["datasets"])
 
-    return {n: spec.paper_name for n, spec in DATASETS.items() if spec.paper_name}
+
+@lru_cache(maxsize=1)
+def _paper_tables() -> dict[str, Any]:
+    return load_yaml((resources.files("reports") / "paper_tables.yaml").read_text(),
+                     "reports/paper_tables.yaml")
 
 
 def paper_tables() -> dict[str, Any]:
-    """The paper's published numbers, read from the project's copy of tables.yaml."""
-    return yaml.safe_load((resources.files("reports") / "paper_tables.yaml").read_text())
+    """The paper's published numbers, read from the project's copy of tables.yaml (a copy the
+    caller may change)."""
+    return copy.deepcopy(_paper_tables())
 
 
 def paper_names() -> dict[str, str]:
-    """Our method name -> its row name in the paper's tables (from each method's paper_name)."""
-    from methods import METHODS
-
-    return {name: cls.paper_name for name, cls in METHODS.items() if cls.paper_name}
+    """Our method name -> its row name in the paper's tables."""
+    return dict(suite_rows()["rows"])
 
 
 def ladder(paper: dict[str, Any]) -> list[str]:
     """Our methods on the paper's ablation ladder (Table 2), in the paper's row order, with the
-    controls that declare a place on it (``ladder_after``) after their method."""
-    from methods import METHODS
-
+    controls placed after their method."""
     ours = {v: k for k, v in paper_names().items()}
-    steps = [ours[row] for row in paper["table2"] if row in ours]
+    controls = suite_rows().get("controls") or {}
     out = []
-    for step in steps:
-        out.append(step)
-        out += sorted(n for n, cls in METHODS.items() if cls.ladder_after == step)
+    for row in paper["table2"]:
+        if row not in ours:
+            continue
+        out.append(ours[row])
+        out += sorted(n for n, after in controls.items() if after == ours[row])
     return out
 
 

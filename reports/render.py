@@ -25,6 +25,7 @@ from markupsafe import Markup
 from benchmark.core.atomic import current_umask, write_bytes
 from benchmark.core.errors import UserError
 from benchmark.core.safeio import slug
+from benchmark.harness.records import load_record
 from reports import claims as claims_mod
 from reports import literature as lit_mod
 from reports import plots
@@ -42,6 +43,7 @@ from reports.formatting import (
 )
 from reports.paper import check, ladder, paper_tables, table1, table2, table2_dataset
 from reports.results import GROUP, aggregate, cost_frame, load_store, runs_frame, sr_frame
+from reports.visrank import draw, load_ranks
 
 log = logging.getLogger(__name__)
 
@@ -235,9 +237,6 @@ def _ranked_lists(frame: pd.DataFrame, profile: str, problems: list[str] | None 
     """One ranked-list figure per (dataset, table row): the run with the lowest seed that has
     ranked lists. A run whose data is not here, or whose ranked lists are damaged or another
     run's, is left out with a warning (added to ``problems``, which the report lists)."""
-    from benchmark.harness.records import load_record
-    from reports.visrank import draw, load_ranks
-
     figures = []
     if frame.empty or "ranks" not in frame:
         return figures

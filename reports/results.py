@@ -8,97 +8,22 @@ with different configs never do. ``n`` is the number of runs.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
-import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from benchmark.core.errors import UserError
-from benchmark.harness.records import (
-    OLD_RUN_SCHEMAS,
-    PROFILE_SCHEMA,
-    SCHEMA,
-    profile_problem,
-    record_problem,
-)
-from benchmark.harness.store import upgrade_record
-from datasets.protocols import GENERATED_MARKER
+from benchmark.harness.records import LEGACY_SECTIONS, Store, run_config
+from benchmark.harness.records import scan_results as load_store
 
-log = logging.getLogger(__name__)
-
-RUN_SCHEMA = SCHEMA
+__all__ = ["GROUP", "Store", "aggregate", "cost_frame", "load_store", "runs_frame", "sr_frame",
+           "variant", "variant_text"]
 #: runs that share these average into one cell: the same method, dataset, profile, config and
 #: data (its files and root; trials and seeds may differ)
 GROUP = ["profile", "method", "dataset", "config_hash", "data_source"]
-
-
-@dataclass
-class Store:
-    """The records of a results folder: run records and profile records."""
-
-    runs: list[dict[str, Any]] = field(default_factory=list)
-    profiles: list[dict[str, Any]] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-
-
-def load_store(folder: str | Path, skip_bad: bool = False) -> Store:
-    """Read every ``*.json`` under ``folder`` (recursively). A file that is not JSON or not an
-    mlr-bench record raises UserError naming it, or is skipped with a warning under ``skip_bad``.
-    pytest-benchmark's JSON (``*pytest-benchmark*.json``) and the marker ``synth`` leaves in a
-    generated dataset folder are not records and are ignored (``tox -e bench`` writes its
-    stand-in datasets under the results folder it reports on), and so are a run's ranked
-    lists (``<run id>.ranks.json``), read beside its record."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise UserError(f"results folder {folder} does not exist")
-    store = Store()
-    seen: dict[str, str] = {}
-    for path in sorted(folder.rglob("*.json")):
-        if ("pytest-benchmark" in path.name or path.name == GENERATED_MARKER
-                or path.name.endswith(".ranks.json") or ".checkpoints" in path.parts):
-            continue
-        try:
-            data = json.loads(path.read_text())
-            schema = data.get("schema") if isinstance(data, dict) else None
-        except (OSError, json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
-            problem = f"{path} is not readable JSON ({str(exc).splitlines()[0][:200]})"
-            schema = None
-            data = None
-        else:
-            problem = (f"{path} is not an mlr-bench record (expected schema {RUN_SCHEMA} or "
-                       f"{PROFILE_SCHEMA}, found {schema!r})")
-        if schema in (RUN_SCHEMA, *OLD_RUN_SCHEMAS):
-            incomplete = record_problem(data, path)
-            if incomplete:
-                schema, problem = None, f"{path} is {incomplete}"
-            else:
-                data, schema = upgrade_record(data), RUN_SCHEMA
-        if schema == PROFILE_SCHEMA:
-            incomplete = profile_problem(data, path)
-            if incomplete:
-                schema, problem = None, f"{path} is {incomplete}"
-        if schema == RUN_SCHEMA:
-            if data["run_id"] in seen:  # one run found twice (a copy in another folder)
-                log.warning("skipped %s: run %s is already read from %s", path, data["run_id"],
-                            seen[data["run_id"]])
-                store.skipped.append(f"{path}: a second copy of run {data['run_id']}")
-                continue
-            seen[data["run_id"]] = str(path)
-            store.runs.append(data | {"_path": str(path)})
-        elif schema == PROFILE_SCHEMA:
-            store.profiles.append(data | {"_path": str(path)})
-        elif skip_bad:
-            log.warning("skipped %s", problem)
-            store.skipped.append(problem)
-        else:
-            raise UserError(problem + "; pass --skip-bad to skip such files")
-    return store
 
 
 def runs_frame(store: Store) -> pd.DataFrame:
@@ -158,45 +83,19 @@ def _agg(group: pd.DataFrame, key: str) -> dict[str, float]:
 
 def variant(record: dict[str, Any]) -> str:
     """A short hash of the run's config without its dataset's section and trial: runs of one
-    method on several datasets with the same settings share it (one row of Table 1)."""
-    from benchmark.harness.records import run_config
-    from methods import METHODS
-
-    section = METHODS[record["method"]].config_section if record["method"] in METHODS else None
+    method on several datasets with the same settings share it (one row of Table 1). The
+    method's own section is the one its record names (``model.config_section``)."""
+    section = record["model"].get("config_section", LEGACY_SECTIONS.get(record["method"]))
     part = run_config(record["config"], section, None, keep_dataset=False)
     return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:6]
 
 
 def variant_text(record: dict[str, Any]) -> str:
-    """The keys of the method's own config section that differ from their values at the run's
-    profile (the declared defaults where the profile is unknown), e.g.
-    ``swa_weights=detached`` ("" when none do): a readable name for a config variant."""
-    from methods import METHODS
-
-    cls = METHODS[record["method"]] if record["method"] in METHODS else None
-    if cls is None or not cls.config_section:
-        return ""
-    own = record["config"].get(cls.config_section, {}) or {}
-    base = _profile_section(record.get("profile", ""), cls.config_section)
-    if base is None:
-        base = {k: o.default for k, o in cls.options.items()}
-    diff = [f"{k}={_short(v)}" for k, v in sorted(own.items()) if k in base and v != base[k]]
-    return ", ".join(diff)
-
-
-@functools.lru_cache(maxsize=64)
-def _profile_json(profile: str) -> str | None:
-    from benchmark.harness.config import load_config
-
-    try:
-        return json.dumps(load_config(profile))
-    except Exception:  # noqa: BLE001 - an unknown or custom profile: fall back to defaults
-        return None
-
-
-def _profile_section(profile: str, section: str) -> dict[str, Any] | None:
-    text = _profile_json(profile)
-    return None if text is None else json.loads(text).get(section)
+    """The method's own options that differ from their values at the run's profile, as the run
+    recorded them (``model.variant``), e.g. ``swa_weights=detached`` ("" when none do, or for a
+    record older than the field): a readable name for a config variant."""
+    own = record["model"].get("variant") or {}
+    return ", ".join(f"{k}={_short(v)}" for k, v in sorted(own.items()))
 
 
 def _short(value: Any) -> str:

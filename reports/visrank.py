@@ -14,10 +14,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import numpy as np
 from PIL import Image
 
 from benchmark.core.errors import UserError
+from benchmark.harness.records import RANKS_SCHEMA
+from datasets import DATASETS, build_dataset
+from datasets.images import prepare
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
 
 #: the random draw of queries is fixed (numpy default_rng(seed))
 DRAW_SEED = 0
@@ -34,8 +41,6 @@ def _num(v: Any) -> bool:
 def ranks_problem(data: Any, run_id: str | None) -> str | None:
     """What is wrong with a ranked-lists file, or None: its schema and run, and every field
     the figure reads, indices in range."""
-    from benchmark.harness.sweep import RANKS_SCHEMA
-
     if not isinstance(data, dict) or data.get("schema") != RANKS_SCHEMA:
         return f"not ranked lists (expected schema {RANKS_SCHEMA})"
     if run_id is not None and data.get("run_id") != run_id:
@@ -97,8 +102,6 @@ class _Images:
     """The run's images by source, rebuilt from its record."""
 
     def __init__(self, record: dict[str, Any], data_root: str | None):
-        from datasets import DATASETS, build_dataset
-
         cfg = record["config"]
         root = data_root or record["data"].get("data_root")
         spec = DATASETS[record["dataset"]]
@@ -128,8 +131,6 @@ class _Images:
 
     def as_seen(self, source: str, rate: int) -> np.ndarray:
         """HWC uint8 at the input size, by the protocol's path at ``rate``."""
-        from datasets.images import prepare
-
         return prepare(self.data.load(self.sample(source)), rate, self.size,
                        self.interp).transpose(1, 2, 0)
 
@@ -144,11 +145,6 @@ def draw(record: dict[str, Any], ranks: dict[str, Any], k: int = 10, worst: int 
          palette: bool = False) -> bytes:
     """PNG bytes of the ranked lists of the chosen queries; ``palette``: a 256-colour PNG
     (about a fifth of the size; the report's figures)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     if k < 1 or worst < 0 or random < 0 or worst + random < 1:
         raise UserError(f"visrank: --k must be >= 1 and --worst + --random >= 1; got k={k}, "
                         f"worst={worst}, random={random}")
@@ -194,8 +190,6 @@ def draw(record: dict[str, Any], ranks: dict[str, Any], k: int = 10, worst: int 
     plt.close(fig)
     if not palette:
         return buf.getvalue()
-    from PIL import Image
-
     buf.seek(0)
     small = Image.open(buf).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT,
                                                      dither=Image.Dither.NONE)

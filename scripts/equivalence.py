@@ -2,12 +2,14 @@
 stand-ins at the smoke profile, run from scratch; the run ids, every metric, the loss history
 and the parameter counts written to one JSON, and two such files compared.
 
-    python scripts/equivalence.py dump before.json      # at the old commit
-    python scripts/equivalence.py dump after.json       # at the new one
+    python scripts/equivalence.py dump before.json --data DIR   # at the old commit
+    python scripts/equivalence.py dump after.json --data DIR    # at the new one
     python scripts/equivalence.py compare before.json after.json
 
 "Identical" means equal to the last bit of every number (the same machine, the same software).
-The run id is compared too: a refactor that changes what a run is, changes it.
+The run id is compared too: a refactor that changes what a run is, changes it. The stand-ins
+are written once under ``--data`` and reused, since a data fingerprint covers the data root and
+the files' sizes and times.
 """
 
 from __future__ import annotations
@@ -38,12 +40,12 @@ def _essence(record: dict) -> dict:
             "extras": {k: record[k] for k in ("swa", "sr") if k in record}}
 
 
-def dump(path: str) -> None:
+def dump(path: str, data: Path) -> None:
     work = Path(tempfile.mkdtemp(prefix="equivalence-"))
-    data = work / "data"
     for like in STAND_INS.values():
-        subprocess.run([sys.executable, "-m", "benchmark", "synth", "--like", like, "--root",
-                        str(data)], check=True, capture_output=True)
+        if not (data / like).is_dir():
+            subprocess.run([sys.executable, "-m", "benchmark", "synth", "--like", like,
+                            "--root", str(data)], check=True, capture_output=True)
     out: dict[str, dict] = {}
     for method in _methods():
         for dataset in DATASETS:
@@ -81,8 +83,8 @@ def compare(a: str, b: str) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "dump":
-        dump(sys.argv[2])
+    if len(sys.argv) == 5 and sys.argv[1] == "dump" and sys.argv[3] == "--data":
+        dump(sys.argv[2], Path(sys.argv[4]).resolve())
     elif len(sys.argv) == 4 and sys.argv[1] == "compare":
         sys.exit(compare(sys.argv[2], sys.argv[3]))
     else:

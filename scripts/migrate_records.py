@@ -2,9 +2,9 @@
 
     python scripts/migrate_records.py docs/results [--dry-run]
 
-Each record is upgraded by ``benchmark.harness.store.upgrade_record`` (metrics untouched;
-config hash, trial, data fingerprint and run id recomputed), written atomically under its new run id, and
-the old file removed; an SR picture strip beside it (``<old id>.sr.png``) follows it.
+Each record is upgraded by ``benchmark.harness.upgrade.upgrade_record`` (metrics untouched;
+config hash, trial, data fingerprint and run id recomputed), written atomically under its new
+run id, and the old file removed; an SR picture strip beside it (``<old id>.sr.png``) follows it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmark.harness.records import OLD_RUN_SCHEMAS, SCHEMA
-from benchmark.harness.store import upgrade_record, write_json_atomic
+from benchmark.harness.store import write_json_atomic
+from benchmark.harness.upgrade import upgrade_record
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 COPY = ["benchmark", "methods", "datasets", "reports", "scripts", "tests", "docs", "pyproject.toml",
-        "README.md"]
+        "README.md", "mkdocs.yml"]
 #: group -> (modules mutated, mutmut mutant-name globs, the tests that check them)
 GROUPS: dict[str, tuple[list[str], list[str], list[str]]] = {  # in the order they run
     "losses": (["methods/losses.py", "methods/swa.py"], ["methods.losses.*", "methods.swa.*"],
@@ -32,15 +32,15 @@ GROUPS: dict[str, tuple[list[str], list[str], list[str]]] = {  # in the order th
               ["tests/methods/test_ftwa.py"]),
     "claims": (["reports/claims.py", "reports/swa.py"], ["reports.claims.*", "reports.swa.*"],
                ["tests/reports/test_claims.py"]),
-    "distances": (["methods/ftwa.py", "benchmark/metrics.py"],
-                  ["methods.ftwa.*distance*", "benchmark.harness.metrics.x_pairwise_distance*"],
+    "distances": (["methods/ftwa.py", "benchmark/core/distances.py"],
+                  ["methods.ftwa.*distance*", "benchmark.core.distances.x_pairwise_distance*"],
                   ["tests/methods/test_ftwa.py", "tests/benchmark/test_metrics.py"]),
-    "metrics": (["benchmark/metrics.py"], ["benchmark.harness.metrics.*"],
+    "metrics": (["benchmark/harness/metrics.py"], ["benchmark.harness.metrics.*"],
                 ["tests/benchmark/test_metrics.py", "tests/benchmark/test_evaluation.py"]),
-    "evaluation": (["benchmark/evaluation.py"], ["benchmark.harness.evaluation.*"],
+    "evaluation": (["benchmark/harness/evaluation.py"], ["benchmark.harness.evaluation.*"],
                    ["tests/benchmark/test_evaluation.py", "tests/benchmark/test_experiment.py",
                     "tests/benchmark/test_reliability.py"]),
-    "training": (["benchmark/training.py"], ["benchmark.harness.training.*"],
+    "training": (["benchmark/harness/training.py"], ["benchmark.harness.training.*"],
                  ["tests/benchmark/test_experiment.py", "tests/benchmark/test_reliability.py"]),
     "protocols": (["datasets/protocols.py", "datasets/base.py", "datasets/market1501.py",
                    "datasets/cuhk03.py", "datasets/viper.py", "datasets/caviar.py",

@@ -12,8 +12,32 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("TORCH_HOME", str(ROOT / ".pytest_cache" / "torch_home"))
 
 
+@pytest.fixture(autouse=True)
+def _a_test_that_trains_is_marked_slow(request, monkeypatch):
+    """``pytest -m "not slow"`` is the fast loop: a test without the ``slow`` marker that starts
+    training in this process fails, naming the marker (fixtures of a wider scope run before
+    this one and are not seen)."""
+    if request.node.get_closest_marker("slow") is None:
+        from benchmark.harness import training
+
+        def refuse(self, *args, **kwargs):
+            raise AssertionError(f"{request.node.nodeid} trains a model: mark it "
+                                 "@pytest.mark.slow")
+
+        monkeypatch.setattr(training.TrainLoop, "run", refuse)
+
+
 @pytest.fixture
 def smoke_cfg():
     from benchmark.harness.config import load_config
 
     return load_config("smoke", ["model.weights=none"])
+
+
+def smoke_record(method: str) -> dict:
+    """A record ``run`` wrote for ``method`` on generated data at ``smoke`` (committed in
+    tests/data/records/ by scripts/make_test_records.py; tests copy it and change what they
+    need, without training)."""
+    import json
+
+    return json.loads((ROOT / "tests" / "data" / "records" / f"{method}-smoke.json").read_text())

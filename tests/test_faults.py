@@ -73,6 +73,7 @@ def files_outside(tmp_path: Path, *allowed: Path) -> set[str]:
 
 
 # -- code in received files --------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_crafted_kept_model_runs_no_code_under_evaluate(results, tmp_path, capsys):
     folder, record = results
     marker = tmp_path / "PWNED"
@@ -84,6 +85,7 @@ def test_a_crafted_kept_model_runs_no_code_under_evaluate(results, tmp_path, cap
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_crafted_checkpoint_in_a_results_folder_runs_no_code_under_run(tmp_path, capsys):
     out = tmp_path / "shared"
     args = ["run", "--method", "baseline", "--dataset", "synthetic", "--out", str(out), *SMOKE]
@@ -106,6 +108,7 @@ def test_no_module_loads_torch_files_with_the_full_unpickler():
 
 
 # -- writes outside the folder asked for ---------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("field, value", [("run_id", "../../escaped"),
                                           ("profile", "../../../escaped"),
                                           ("dataset", "a/b"), ("method", "..")])
@@ -127,6 +130,7 @@ def test_a_record_cannot_lead_a_write_out_of_its_folder(results, tmp_path, capsy
     assert files_outside(tmp_path, folder, out) == before
 
 
+@pytest.mark.slow
 def test_a_record_whose_run_id_is_not_its_file_name_is_refused(results, capsys):
     folder, record = results
     other = folder / "baseline__synthetic__smoke__seed9__trial0__0000000000__data0000000000.json"
@@ -148,6 +152,7 @@ def test_the_atomic_writer_refuses_a_target_outside_its_folder(tmp_path):
     assert write_bytes(inner / "sub" / "ok", b"data", within=inner).read_bytes() == b"data"
 
 
+@pytest.mark.slow
 def test_markdown_report_shows_record_text_never_as_html(results, tmp_path):
     folder, record = results
     data = json.loads(record.read_text())
@@ -162,6 +167,7 @@ def test_markdown_report_shows_record_text_never_as_html(results, tmp_path):
 
 
 # -- damaged or foreign side files and records ----------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["not lists", "another run", "index out of range", "not json"])
 def test_damaged_ranked_lists_cost_only_their_figure(results, tmp_path, capsys, damage):
     folder, record = results
@@ -183,6 +189,7 @@ def test_damaged_ranked_lists_cost_only_their_figure(results, tmp_path, capsys, 
     assert len(err) == 1 and str(ranks) in err[0]
 
 
+@pytest.mark.slow
 def test_a_record_with_empty_nested_sections_is_refused_or_skipped(results, tmp_path, capsys):
     folder, record = results
     data = json.loads(record.read_text())
@@ -196,6 +203,7 @@ def test_a_record_with_empty_nested_sections_is_refused_or_skipped(results, tmp_
     assert "Skipped files (1)" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_a_truncated_kept_model_is_one_line(results, capsys):
     folder, record = results
     model = folder / f"{record.stem}.model.pt"
@@ -205,6 +213,7 @@ def test_a_truncated_kept_model_is_one_line(results, capsys):
     assert len(err) == 1 and "cannot be read" in err[0] and str(model) in err[0]
 
 
+@pytest.mark.slow
 def test_a_kept_model_of_another_run_is_refused(results, capsys):
     folder, record = results
     model = folder / f"{record.stem}.model.pt"
@@ -236,6 +245,7 @@ def test_a_killed_synth_leaves_no_debris_after_the_next_synth(tmp_path):
     assert (root / "caviar").is_dir()
 
 
+@pytest.mark.slow
 def test_a_report_folder_with_glob_characters_gets_its_stale_temps_cleaned(results, tmp_path):
     folder, _ = results
     out = tmp_path / "rep[1]"
@@ -254,6 +264,7 @@ set: [model.weights=none, train.epochs=1, train.iters_per_epoch=2]
 """
 
 
+@pytest.mark.slow
 def test_an_inline_suite_runs_every_cell_and_records_the_failure(tmp_path, capsys):
     """One entry diverges (its ID loss weighted 1e39 overflows to inf): the other still runs,
     the failed one leaves its marker, the exit code is 2 and --status says which failed."""
@@ -283,6 +294,7 @@ def test_deeply_nested_yaml_is_one_line(tmp_path, capsys):
     assert len(err) == 2 and all("nested" in line for line in err)
 
 
+@pytest.mark.slow
 def test_a_huge_value_is_not_echoed_whole(tmp_path, capsys):
     assert main(["run", "--method", "baseline", "--dataset", "synthetic", "--out",
                  str(tmp_path), "--set", "train.epochs=" + "x" * 10_000_000]) == 2
@@ -311,14 +323,14 @@ def test_image_links_that_lead_nowhere_are_named(tmp_path, capsys):
 
 
 def test_an_unexpected_exception_is_one_line_with_its_own_code(monkeypatch, tmp_path, capsys):
-    import benchmark.cli as cli
+    import benchmark.cli.list_cmd as cli
 
     monkeypatch.setenv("MLRBENCH_LOGS", str(tmp_path))
 
     def boom(args):
         raise ValueError("a bug " + "y" * 5000)
 
-    monkeypatch.setattr(cli, "cmd_list", boom)
+    monkeypatch.setattr(cli, "run", boom)
     assert main(["list"]) == 4
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("internal error: ValueError: a bug")
@@ -327,25 +339,15 @@ def test_an_unexpected_exception_is_one_line_with_its_own_code(monkeypatch, tmp_
 
 
 def test_a_read_that_fails_is_not_reported_as_a_write(monkeypatch, capsys):
-    import benchmark.cli as cli
+    import benchmark.cli.list_cmd as cli
 
     def unreadable(args):
         raise FileNotFoundError(errno.ENOENT, "No such file or directory", "/some/input")
 
-    monkeypatch.setattr(cli, "cmd_list", unreadable)
+    monkeypatch.setattr(cli, "run", unreadable)
     assert main(["list"]) == 2
     err = capsys.readouterr().err
     assert "/some/input" in err and "written" not in err
-
-
-def test_every_exit_code_is_in_the_readme():
-    """The README's table lists each code main() can return."""
-    from benchmark.core import errors
-
-    text = (ROOT / "README.md").read_text()
-    codes = [v for k, v in vars(errors).items() if k.startswith("EXIT_")]
-    for code in codes:
-        assert f"| {code} |" in text, code
 
 
 # -- a full disk (a real tmpfs) -------------------------------------------------------------
@@ -363,6 +365,7 @@ def tiny_disk(tmp_path):
     subprocess.run(["umount", str(mount)], check=False)
 
 
+@pytest.mark.slow
 def test_a_report_on_a_full_disk_is_a_write_error_and_leaves_nothing(results, tiny_disk,
                                                                      capsys):
     folder, _ = results

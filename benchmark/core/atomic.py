@@ -9,6 +9,7 @@ plain ``open()`` would give (0644 under the usual umask), not mkstemp's 0600.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Callable
@@ -85,6 +86,5 @@ def stale_temps(folder: str | os.PathLike, name: str) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    import glob
 
     return sorted(folder.glob(f".{glob.escape(name)}.*{TEMP_SUFFIX}"))

@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_fn
 
 from benchmark.core.errors import UserError
 
@@ -98,7 +100,6 @@ def init(device_name: str) -> tuple[Dist, str]:
     if not d.active:
         _CURRENT = d
         return d, device_name
-    import torch.distributed as dist
 
     use_cuda = device_name != "cpu" and torch.cuda.is_available()
     backend = "nccl" if use_cuda else "gloo"
@@ -128,7 +129,6 @@ def set_current(d: Dist) -> None:
 def finish() -> None:
     global _CURRENT
     if _CURRENT.active:
-        import torch.distributed as dist
 
         if dist.is_initialized():
             dist.destroy_process_group()
@@ -166,14 +166,12 @@ def shard(batch_idx: np.ndarray, k: int, d: Dist | None = None) -> np.ndarray:
 def gather_features(features: torch.Tensor, labels: torch.Tensor
                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole batch's features (with gradients to every process's own rows) and labels, in
-    rank order; the inputs themselves when alone or when ``distributed.triplet`` is ``local``.
+    rank order; the inputs themselves when alone.
     Processes may hold different numbers of rows (e.g. FTWA-B's twins of its HR images): the
     rows are padded to the largest count for the exchange and the padding dropped."""
     d = _CURRENT
-    if not d.active or not _GLOBAL_TRIPLET[0]:
+    if not d.active:
         return features, labels
-    import torch.distributed as dist
-    import torch.distributed.nn.functional as dist_fn
 
     n = torch.tensor([features.shape[0]], device=features.device)
     counts = [torch.zeros_like(n) for _ in range(d.world)]
@@ -190,20 +188,11 @@ def gather_features(features: torch.Tensor, labels: torch.Tensor
             torch.cat([t[:k] for t, k in zip(parts, sizes)]))
 
 
-#: whether the triplet loss mines over the gathered batch (set per run from the config)
-_GLOBAL_TRIPLET = [True]
-
-
-def set_triplet(mode: str) -> None:
-    _GLOBAL_TRIPLET[0] = mode == "global"
-
-
 def all_mean(values: dict[str, float]) -> dict[str, float]:
     """Each value averaged over the processes (epoch losses for the history)."""
     d = _CURRENT
     if not d.active or not values:
         return values
-    import torch.distributed as dist
 
     keys = sorted(values)
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
@@ -215,7 +204,6 @@ def all_mean(values: dict[str, float]) -> dict[str, float]:
 
 def barrier() -> None:
     if _CURRENT.active:
-        import torch.distributed as dist
 
         dist.barrier()
 
@@ -224,7 +212,6 @@ def broadcast_object(obj: Any) -> Any:
     """Rank 0's ``obj`` in every process."""
     if not _CURRENT.active:
         return obj
-    import torch.distributed as dist
 
     box = [obj]
     dist.broadcast_object_list(box, src=0)
@@ -237,7 +224,6 @@ def gather_rows(part: dict[str, torch.Tensor], count: int) -> dict[str, torch.Te
     d = _CURRENT
     if not d.active:
         return part
-    import torch.distributed as dist
 
     got: list[Any] = [None] * d.world if d.is_main else None  # type: ignore[assignment]
     dist.gather_object({k: v.cpu() for k, v in part.items()}, got, dst=0)

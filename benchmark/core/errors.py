@@ -1,9 +1,9 @@
 """The exceptions a user sees as a single line instead of a traceback, and the exit codes.
 
-Exit codes of ``python -m benchmark`` (the README's table): 0 done; 1 ``report --check`` found
-differences; 2 bad input or a run that cannot go on (:class:`UserError`); 3 a file could not be
-written (:class:`WriteError`); 4 an internal error (a bug: any other exception, one line, the
-traceback in a log file); 130 interrupted.
+Exit codes of ``python -m benchmark`` (docs/reliability.md, "Exit status"): 0 done; 1 ``report
+--check`` found differences; 2 bad input or a run that cannot go on (:class:`UserError`); 3 a
+file could not be written (:class:`WriteError`); 4 an internal error (a bug: any other
+exception, one line, the traceback in a log file); 130 interrupted.
 """
 
 from __future__ import annotations

@@ -49,7 +49,8 @@ def degrade(x: torch.Tensor, rates: list[int], generator: torch.Generator | None
 
     Down-sampling from the input size by r would be milder wherever the native crop is smaller
     than the input (a 128x64 Market crop at 256x128 would give the twin of rate 2r); the target
-    size is therefore taken relative to the native size (method-notes.md, I'_LR)."""
+    size is therefore taken relative to the native size (docs/methods/ftwa.md, "The twin at the
+    true rate")."""
     b, _, h, w = x.shape
     if b == 0:
         return x

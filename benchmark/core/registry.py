@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from collections.abc import Callable, Iterator
 from importlib import metadata
 from typing import Generic, TypeVar
@@ -116,7 +117,6 @@ class Registry(Generic[T]):
 
 def _suggest_name(class_name: str) -> str:
     """MyMethod -> my-method."""
-    import re
 
     return re.sub(r"(?<!^)(?=[A-Z])", "-", class_name).lower()
 

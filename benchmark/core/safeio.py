@@ -1,6 +1,7 @@
-"""Reading what a user or another machine hands the suite, safely: torch files as weights
-only, YAML with a nesting limit, and names that may become file names checked or made into
-slugs. No function here runs code from a file or lets a field of one choose where a file goes.
+"""Reading what a user or another machine hands the suite, safely: YAML with a nesting limit,
+and names that may become file names checked or made into slugs (torch files: weights only,
+``benchmark.core.torchio``). No function here runs code from a file or lets a field of one
+choose where a file goes. No torch: the reports use it.
 """
 
 from __future__ import annotations
@@ -76,29 +77,3 @@ def load_yaml(text: str, where: str, max_depth: int = YAML_DEPTH) -> Any:
     if _depth(data, max_depth) > max_depth:
         raise UserError(f"{where}: nested more than {max_depth} levels deep; refused")
     return data
-
-
-def load_torch(path: str | os.PathLike, what: str, map_location: Any = "cpu",
-               mmap: bool = False) -> Any:
-    """A torch file read with the weights-only unpickler (tensors and plain data: dicts, lists,
-    numbers, strings), so reading it cannot run code. A file that needs more is refused with one
-    line; one that cannot be read (truncated, not a torch file) is a UserError naming it.
-    ``mmap``: map the tensors instead of reading them (cheap: check the file's identity first)."""
-    import pickle
-
-    import torch
-
-    path = Path(path)
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as exc:
-        raise UnsafeFileError(
-            f"{path}: {what} holds Python objects beyond tensors and plain data, which loading "
-            "could run as code; refused (the suite reads weights only: "
-            f"{str(exc).splitlines()[0][:160]})") from None
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such {what}") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
-        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-        raise UserError(f"{path}: {what} cannot be read ({first}); it may be truncated or not a "
-                        "torch file") from None

@@ -18,14 +18,12 @@ from __future__ import annotations
 import copy
 import difflib
 import math
-from importlib import resources
 from typing import Any
 
-import yaml
-
 from benchmark.core.errors import UserError, short
-from benchmark.core.options import Option
-from benchmark.harness.records import COMMON_SECTIONS
+from benchmark.core.safeio import load_yaml
+from benchmark.harness.catalog import declared_sections
+from benchmark.harness.profiles import list_profiles, read_profile
 
 # Common keys whose value must be one of a fixed set (checked after every override); the
 # options of methods and datasets declare their own choices.
@@ -39,52 +37,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "eval.rerank_form": ("code", "paper"),
     "train.erasing_fill": ("random", "mean"),
 }
-
-
-def declared_sections() -> dict[str, dict[str, Option]]:
-    """{dotted section: options} of every registered method ("ftwa") and dataset
-    ("data.cuhk03"). Two registrants sharing a section must declare the same options."""
-    from datasets import DATASETS
-    from methods import METHODS
-
-    out: dict[str, dict[str, Option]] = {}
-    owner: dict[str, str] = {}
-    entries = [(cls.config_section, cls.options, f"method '{name}'")
-               for name, cls in METHODS.items() if cls.config_section]
-    entries += [(f"data.{spec.config_section}", spec.options, f"dataset '{name}'")
-                for name, spec in DATASETS.items() if spec.config_section]
-    for section, options, who in entries:
-        if section in COMMON_SECTIONS:
-            raise UserError(f"{who} declares config section '{section}', a common section")
-        if section in out and out[section] != options:
-            raise UserError(f"{who} and {owner[section]} declare config section '{section}' "
-                            "with different options")
-        out[section], owner[section] = dict(options), who
-    return out
-
-
-def _profile_dir():
-    return resources.files("benchmark") / "profiles"
-
-
-def list_profiles() -> dict[str, str]:
-    """Return {profile name: one-line description} for the profiles shipped with the project."""
-    out = {}
-    for entry in sorted(_profile_dir().iterdir(), key=lambda p: p.name):
-        if entry.name.endswith(".yaml") and entry.name != "defaults.yaml":
-            data = yaml.safe_load(entry.read_text()) or {}
-            out[entry.name[: -len(".yaml")]] = str(data.get("description", ""))
-    return out
-
-
-def _read_yaml(name: str) -> dict[str, Any]:
-    from benchmark.core.safeio import load_yaml
-
-    path = _profile_dir() / name
-    data = load_yaml(path.read_text(), f"profile file {path}")
-    if not isinstance(data, dict):
-        raise UserError(f"profile file {path}: expected a mapping at the top level")
-    return data
 
 
 def flatten(cfg: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -170,8 +122,6 @@ def _number(value: Any) -> float | None:
 
 def parse_override(text: str) -> tuple[str, Any]:
     """'a.b=c' -> ('a.b', parsed c). The value is read as YAML (numbers, lists, true/false)."""
-    from benchmark.core.safeio import load_yaml
-
     if "=" not in text:
         raise UserError(f"--set {short(text)}: expected key=value, e.g. train.epochs=5")
     key, raw = text.split("=", 1)
@@ -337,7 +287,7 @@ def load_config(
     profiles = list_profiles()
     if profile not in profiles:
         raise UserError(f"unknown profile '{profile}'; valid profiles: {', '.join(profiles)}")
-    cfg = _read_yaml("defaults.yaml")
+    cfg = read_profile("defaults")
     for section, options in declared_sections().items():
         node = cfg
         *parents, last = section.split(".")
@@ -347,7 +297,7 @@ def load_config(
             raise UserError(f"config section '{section}' is declared by a method or dataset "
                             "and also in defaults.yaml; keep one")
         node[last] = {k: copy.deepcopy(o.default) for k, o in options.items()}
-    prof = _read_yaml(f"{profile}.yaml")
+    prof = read_profile(profile)
     prof.pop("description", None)
     _merge(cfg, prof, f"profile '{profile}'")
     if extra:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import os
 import platform
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torchvision
+
+from benchmark.core.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,8 +67,6 @@ def cpu_snapshot() -> dict[str, float] | None:
     """The machine's busy CPU time and this process's own (all its threads, and its waited-for
     children), in seconds, with a wall clock: two of these give how many cores *other*
     processes kept busy in between (``others_busy``). None where /proc/stat is not there."""
-    import resource
-    import time
 
     try:
         with open("/proc/stat", encoding="ascii") as f:
@@ -119,8 +121,6 @@ def block(device: torch.device) -> dict[str, Any]:
 
 
 def resolve_device(name: str) -> torch.device:
-    from benchmark.core.errors import UserError
-
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():

@@ -12,58 +12,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from benchmark.core.errors import DivergenceError
-from benchmark.core.imaging import normalize
-from benchmark.harness.metrics import RankResult, rank_metrics, single_shot_metrics
+from benchmark.harness.inference import embed
+from benchmark.harness.metrics import RankResult, metric_of
+from benchmark.harness.rerank import params_from_config, rerank_embeddings
+from benchmark.harness.sweep import ranked_lists, resolution_sweep
 from datasets.bank import Prepared
 from methods import Method
-
-
-@torch.no_grad()
-def embed(method: Method, prep: Prepared, idx: np.ndarray, device: torch.device,
-          batch_size: int, progress: bool = True, desc: str = "embedding"
-          ) -> dict[str, torch.Tensor]:
-    """Embed the images ``idx`` through the method's path for each image's resolution flag."""
-    native = prep.native_size(idx) if method.uses_native_size else None
-    return embed_images(method, prep.images[idx], prep.flags(idx), native, device, batch_size,
-                        progress, desc)
-
-
-@torch.no_grad()
-def embed_images(method: Method, images: torch.Tensor, flags: torch.Tensor,
-                 native: torch.Tensor | None, device: torch.device, batch_size: int,
-                 progress: bool = True, desc: str = "embedding") -> dict[str, torch.Tensor]:
-    """Embed uint8 images (N, 3, H, W) at the input size; ``flags`` (N,) bool: the image takes
-    the LR path; ``native`` (N, 2): each image's size as captured (methods that use it)."""
-    method.eval()
-    parts: dict[str, list[torch.Tensor]] = {}
-    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch", leave=False,
-                      disable=None if progress else True):
-        x = normalize(images[start : start + batch_size].to(device))
-        part = flags[start : start + batch_size].to(device)
-        out = (method.embed(x, part) if native is None or not method.uses_native_size else
-               method.embed(x, part, native_size=native[start : start + batch_size]))
-        for k, v in out.items():
-            parts.setdefault(k, []).append(v.float().cpu())
-    return {k: torch.cat(v) for k, v in parts.items()}
-
-
-def metric_of(dist: torch.Tensor | None, q_pids: np.ndarray, g_pids: np.ndarray,
-              q_cams: np.ndarray, g_cams: np.ndarray, single_shot: bool, cfg: dict[str, Any],
-              draw_distance=None) -> RankResult:
-    """The protocol's metric of a distance matrix (Market-style, or single-shot with the
-    repeatable gallery draw of ``data.seed``). ``draw_distance``: single-shot distances that
-    depend on the gallery drawn (``benchmark.harness.metrics.single_shot_metrics``)."""
-    args = (dist, q_pids, g_pids, q_cams, g_cams)
-    max_rank = int(cfg["eval"]["max_rank"])
-    if single_shot:
-        rng = np.random.default_rng([int(cfg["data"]["seed"]), 99])
-        return single_shot_metrics(*args, repeats=int(cfg["eval"]["single_shot_repeats"]),
-                                   generator=rng, max_rank=max_rank,
-                                   draw_distance=draw_distance)
-    return rank_metrics(*args, max_rank=max_rank)
 
 
 def reranked(method: Method, prep: Prepared, q: dict[str, torch.Tensor],
@@ -72,8 +28,6 @@ def reranked(method: Method, prep: Prepared, q: dict[str, torch.Tensor],
     method's test distance. On a single-shot protocol each gallery draw is re-ranked on its
     own: re-ranking reads the gallery's neighbourhoods, and a drawn gallery holds one image per
     person, so the other images of a person never vote."""
-    from benchmark.harness.rerank import params_from_config, rerank_embeddings
-
     params = params_from_config(cfg["eval"])
     t0 = time.perf_counter()
     single = prep.data.info.get("metric") == "single-shot"
@@ -150,8 +104,6 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
         ctrl = _metric(prep, method.distance(q_hr, g), prep.query_hr, prep.gallery, cfg, seed)
         control = ctrl.summary() | {"query_resolution": "hr",
                                     "cmc": (100.0 * ctrl.cmc).round(4).tolist()}
-    from benchmark.harness.sweep import ranked_lists, resolution_sweep
-
     t_sweep = time.perf_counter()
     sweep = resolution_sweep(method, prep, cfg, device, g, progress)
     t_sweep = time.perf_counter() - t_sweep

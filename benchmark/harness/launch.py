@@ -12,16 +12,26 @@ the run's own checkpoint (``.checkpoints/<run id>.pt``), as any interrupted run 
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
+import multiprocessing as mp
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from benchmark.core.atomic import write_text
 from benchmark.core.errors import UserError
+from benchmark.harness.config import load_config
+from benchmark.harness.experiment import run_experiment
+from benchmark.harness.identity import identify
+from benchmark.harness.paths import RunPaths, is_locked
+from benchmark.harness.suite import expand
+from datasets import trial_configs
 
 log = logging.getLogger(__name__)
 
@@ -45,28 +55,29 @@ class Cell:
     out_dir: str
     device: str = "auto"
     keep_model: bool = False
+    tensorboard: bool = False
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunPaths(Path(self.out_dir), self.run_id)
 
     @property
     def record(self) -> Path:
-        return Path(self.out_dir) / f"{self.run_id}.json"
+        return self.paths.record
 
     @property
     def failed_marker(self) -> Path:
-        return Path(self.out_dir) / ".checkpoints" / f"{self.run_id}.failed"
+        return self.paths.failed
 
     @property
     def lock(self) -> Path:
-        return Path(self.out_dir) / ".checkpoints" / f"{self.run_id}.lock"
+        return self.paths.lock
 
 
 def cells_of(spec: dict[str, Any], out_dir: str | Path, data_root: str | None,
-             device: str = "auto", keep_model: bool = False) -> list[Cell]:
+             device: str = "auto", keep_model: bool = False, tensorboard: bool = False
+             ) -> list[Cell]:
     """The suite's cells in order, each with its run id (no image decoded)."""
-    from benchmark.harness.config import load_config
-    from benchmark.harness.experiment import identify
-    from benchmark.harness.suite import expand
-    from datasets import trial_configs
-
     out = []
     for r in expand(spec):
         base = load_config(spec.get("profile", "cpu"), list(spec.get("set") or []) + r["set"])
@@ -74,21 +85,9 @@ def cells_of(spec: dict[str, Any], out_dir: str | Path, data_root: str | None,
             ident = identify(r["method"], r["dataset"], cfg, r["seed"], data_root)
             label = f"{r['method']} [{', '.join(r['set'])}]" if r["set"] else r["method"]
             out.append(Cell(r["method"], r["dataset"], r["seed"], trial, cfg, label,
-                            ident["run_id"], data_root, str(out_dir), device, keep_model))
+                            ident.run_id, data_root, str(out_dir), device, keep_model,
+                            tensorboard))
     return out
-
-
-def _locked(path: Path) -> bool:
-    """A live process holds this run's lock (benchmark.harness.experiment.run_lock)."""
-    if not path.is_file():
-        return False
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        fcntl.flock(fh, fcntl.LOCK_UN)
-    return False
 
 
 def state(cell: Cell) -> str:
@@ -96,7 +95,7 @@ def state(cell: Cell) -> str:
     attempt raised), or missing."""
     if cell.record.is_file():
         return "done"
-    if _locked(cell.lock):
+    if is_locked(cell.lock):
         return "running"
     if cell.failed_marker.is_file():
         return "failed"
@@ -106,19 +105,16 @@ def state(cell: Cell) -> str:
 def run_cell(cell: Cell | dict[str, Any], progress: bool = False) -> dict[str, Any]:
     """Run one cell (in whatever process a launcher gives it) and say how it went; a failure
     is written to the cell's ``.failed`` marker, then raised."""
-    from benchmark.core.atomic import write_text
-    from benchmark.harness.experiment import run_experiment
-
     cell = Cell(**cell) if isinstance(cell, dict) else cell
     t0, started = time.perf_counter(), time.time()
-    progress = logging.getLogger("mlr_bench.progress")
+    lines = logging.getLogger("mlr_bench.progress")
     try:
         rec = run_experiment(cell.method, cell.dataset, cell.cfg, seed=cell.seed,
                              data_root=cell.data_root, out_dir=cell.out_dir,
                              device_name=cell.device, progress=progress,
-                             keep_model=cell.keep_model)
+                             keep_model=cell.keep_model, tensorboard=cell.tensorboard)
     except BaseException as exc:
-        progress.error("FAILED: %s: %s", type(exc).__name__, str(exc).splitlines()[0][:300]
+        lines.error("FAILED: %s: %s", type(exc).__name__, str(exc).splitlines()[0][:300]
                        if str(exc) else "")
         try:
             write_text(cell.failed_marker, json.dumps({
@@ -130,9 +126,9 @@ def run_cell(cell: Cell | dict[str, Any], progress: bool = False) -> dict[str, A
         raise
     cell.failed_marker.unlink(missing_ok=True)
     m = rec["metrics"]
-    progress.info("%s: rank1 %.2f  rank5 %.2f  mAP %.2f%s; record %s", rec["run_id"], m["rank1"],
-                  m["rank5"], m["mAP"], " (already stored)" if rec.get("skipped") else "",
-                  rec.get("path"))
+    lines.info("%s: rank1 %.2f  rank5 %.2f  mAP %.2f%s; record %s", rec["run_id"], m["rank1"],
+               m["rank5"], m["mAP"], " (already stored)" if rec.get("skipped") else "",
+               rec.get("path"))
     return {"run_id": rec["run_id"], "rank1": rec["metrics"]["rank1"],
             "mAP": rec["metrics"]["mAP"], "stored": bool(rec.get("skipped")),
             "seconds": time.perf_counter() - t0, "path": rec.get("path"),
@@ -183,8 +179,6 @@ def launch_inline(cells: list[Cell], progress: bool = True, report=print
 # -- local: parallel processes on this machine ---------------------------------------------------
 def _local_slots(workers: int | None, device: str) -> list[str | None]:
     """One entry per worker: the GPU it sees (CUDA_VISIBLE_DEVICES) or None (CPU)."""
-    import torch
-
     gpus = torch.cuda.device_count() if device != "cpu" else 0
     if gpus:
         n = min(workers or gpus, gpus)
@@ -194,10 +188,8 @@ def _local_slots(workers: int | None, device: str) -> list[str | None]:
 
 def _local_worker(cell: dict[str, Any], slot: str | None, threads: int,
                   log_file: str) -> dict[str, Any]:
-    if slot is not None:
+    if slot is not None:  # a spawned worker: torch has not touched CUDA yet
         os.environ["CUDA_VISIBLE_DEVICES"] = slot
-    import torch
-
     torch.set_num_threads(max(1, threads))
     handler = logging.FileHandler(log_file)
     handler.setFormatter(logging.Formatter("[%(asctime)s] %(message)s", "%H:%M:%S"))
@@ -216,9 +208,6 @@ def launch_local(cells: list[Cell], workers: int | None = None, device: str = "a
     """Run the cells in parallel processes on this machine: one per GPU (each sees one,
     through CUDA_VISIBLE_DEVICES) or ``workers`` CPU processes (the cores shared out). Each
     cell's progress goes to ``<out>/logs/<run id>.log``."""
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     slots = _local_slots(workers, device)
     threads = max(1, (os.cpu_count() or 1) // len(slots))
     results: list[dict[str, Any]] = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -167,3 +168,17 @@ def single_shot_metrics(distmat, q_pids, g_pids, q_camids, g_camids, repeats: in
     )
 
 
+def metric_of(dist: torch.Tensor | np.ndarray | None, q_pids: np.ndarray, g_pids: np.ndarray,
+              q_cams: np.ndarray, g_cams: np.ndarray, single_shot: bool, cfg: dict[str, Any],
+              draw_distance=None) -> RankResult:
+    """The protocol's metric of a distance matrix (Market-style, or single-shot with the
+    repeatable gallery draw of ``data.seed``). ``draw_distance``: single-shot distances that
+    depend on the gallery drawn (``benchmark.harness.metrics.single_shot_metrics``)."""
+    args = (dist, q_pids, g_pids, q_cams, g_cams)
+    max_rank = int(cfg["eval"]["max_rank"])
+    if single_shot:
+        rng = np.random.default_rng([int(cfg["data"]["seed"]), 99])
+        return single_shot_metrics(*args, repeats=int(cfg["eval"]["single_shot_repeats"]),
+                                   generator=rng, max_rank=max_rank,
+                                   draw_distance=draw_distance)
+    return rank_metrics(*args, max_rank=max_rank)

@@ -11,13 +11,20 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from benchmark.core.errors import UserError
+from benchmark.core.safeio import is_name
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "mlr-bench/run/v2"
+#: the schema of a run's ranked lists (``<run id>.ranks.json``)
+RANKS_SCHEMA = 1
 PROFILE_SCHEMA = "mlr-bench/profile/v1"
 #: earlier run-record schemas the reports still read (upgraded in memory)
 OLD_RUN_SCHEMAS = ("mlr-bench/run/v1",)
@@ -109,8 +116,6 @@ def record_problem(data: Any, path: str | os.PathLike | None = None) -> str | No
     its nested sections (the fields the report and the commands read, with their types), and
     its identity fields (plain names, the run id equal to the file's name when ``path`` is
     given), since those become file names."""
-    from benchmark.core.safeio import is_name
-
     if not isinstance(data, dict) or data.get("schema") not in (SCHEMA, *OLD_RUN_SCHEMAS):
         return f"not an mlr-bench run record (expected schema '{SCHEMA}')"
     missing = [k for k in REQUIRED_RUN_KEYS if k not in data]
@@ -192,8 +197,6 @@ PROFILE_NESTED = ("parameters", "macs", "throughput", "environment")
 
 def profile_problem(data: dict[str, Any], path: str | os.PathLike | None = None) -> str | None:
     """What is wrong with a profile record (``python -m benchmark profile``), or None."""
-    from benchmark.core.safeio import is_name
-
     missing = [k for k in ("method", "profile", "input_size", "batch_size", "precision",
                            "layout", *PROFILE_NESTED) if k not in data]
     if missing:
@@ -229,3 +232,80 @@ def load_record(path: str | os.PathLike) -> dict[str, Any]:
     if problem:
         raise UserError(f"results file {path} is {problem}")
     return data
+
+
+#: the config section of the methods whose records predate ``model.config_section`` (their
+#: records are read by reports, which never ask the live method classes)
+LEGACY_SECTIONS = {"ftwa": "ftwa", "ftwa-r": "ftwa", "ftwa-b": "ftwa", "sr-bicubic": "sr",
+                   "sr-two-stage": "sr", "sr-joint": "sr", "baseline": None,
+                   "baseline-aug": None}
+#: files under a results folder that are not records: pytest-benchmark's output, the marker a
+#: generated dataset folder holds (``datasets.protocols.GENERATED_MARKER``), ranked lists
+NOT_RECORDS = ("MLRBENCH_GENERATED.json",)
+
+
+@dataclass
+class Store:
+    """The records of a results folder: run records and profile records."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    profiles: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def scan_results(folder: str | Path, skip_bad: bool = False) -> Store:
+    """Read every ``*.json`` under ``folder`` (recursively). A file that is not JSON or not an
+    mlr-bench record raises UserError naming it, or is skipped with a warning under ``skip_bad``.
+    pytest-benchmark's JSON (``*pytest-benchmark*.json``) and the marker ``synth`` leaves in a
+    generated dataset folder are not records and are ignored (``tox -e bench`` writes its
+    stand-in datasets under the results folder it reports on), and so are a run's ranked
+    lists (``<run id>.ranks.json``), read beside its record."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise UserError(f"results folder {folder} does not exist")
+    store = Store()
+    seen: dict[str, str] = {}
+    for path in sorted(folder.rglob("*.json")):
+        if ("pytest-benchmark" in path.name or path.name in NOT_RECORDS
+                or path.name.endswith(".ranks.json") or ".checkpoints" in path.parts):
+            continue
+        try:
+            data = json.loads(path.read_text())
+            schema = data.get("schema") if isinstance(data, dict) else None
+        except (OSError, json.JSONDecodeError, RecursionError, UnicodeDecodeError) as exc:
+            problem = f"{path} is not readable JSON ({str(exc).splitlines()[0][:200]})"
+            schema = None
+            data = None
+        else:
+            problem = (f"{path} is not an mlr-bench record (expected schema {SCHEMA} or "
+                       f"{PROFILE_SCHEMA}, found {schema!r})")
+        if schema in OLD_RUN_SCHEMAS:
+            schema, problem = None, (f"{path} is a run record of schema {data['schema']}: "
+                                     "`python scripts/migrate_records.py FOLDER` rewrites it in "
+                                     f"the current schema ({SCHEMA})")
+        if schema == SCHEMA:
+            incomplete = record_problem(data, path)
+            if incomplete:
+                schema, problem = None, f"{path} is {incomplete}"
+            else:  # a v2 record from before the data fingerprint's source: unknown
+                data["data"].setdefault("fingerprint", {}).setdefault("source", "unknown")
+        if schema == PROFILE_SCHEMA:
+            incomplete = profile_problem(data, path)
+            if incomplete:
+                schema, problem = None, f"{path} is {incomplete}"
+        if schema == SCHEMA:
+            if data["run_id"] in seen:  # one run found twice (a copy in another folder)
+                log.warning("skipped %s: run %s is already read from %s", path, data["run_id"],
+                            seen[data["run_id"]])
+                store.skipped.append(f"{path}: a second copy of run {data['run_id']}")
+                continue
+            seen[data["run_id"]] = str(path)
+            store.runs.append(data | {"_path": str(path)})
+        elif schema == PROFILE_SCHEMA:
+            store.profiles.append(data | {"_path": str(path)})
+        elif skip_bad:
+            log.warning("skipped %s", problem)
+            store.skipped.append(problem)
+        else:
+            raise UserError(problem + "; pass --skip-bad to skip such files")
+    return store

@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+import statistics
 from pathlib import Path
 from typing import Any
 
+from benchmark.core.checks import check_data_root, check_seed
 from benchmark.core.errors import UserError
+from benchmark.core.safeio import load_yaml
 from benchmark.harness.config import load_config
+from benchmark.harness.records import scan_results
+from benchmark.harness.training import iters_per_epoch
+from datasets import DATASETS, build_dataset, trial_configs
+from datasets.synth import write_like
+from methods import METHODS, resolve_method
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +28,6 @@ KEYS = {"description", "profile", "methods", "datasets", "seeds", "trials", "set
 
 
 def load_suite(path: str | Path) -> dict[str, Any]:
-    from benchmark.core.safeio import load_yaml
-
     path = Path(path)
     try:
         text = path.read_text()
@@ -74,8 +79,6 @@ def _check_methods(value: Any, path: Path) -> None:
 
 def _entries(spec: dict[str, Any]) -> list[tuple[str, list[str]]]:
     """(method name, its own overrides) per entry of ``methods``."""
-    from methods import METHODS, resolve_method
-
     if spec["methods"] == "all":
         return [(m, []) for m in METHODS.names()]
     out = []
@@ -119,9 +122,6 @@ def preflight_suite(spec: dict[str, Any], data_root: str | None) -> None:
     """Before the first run: every method and dataset is known, the config (profile and
     ``set``) is valid, and every dataset that reads files has a data root (or will get a
     generated stand-in from ``synth``)."""
-    from benchmark.core.checks import check_data_root, check_seed
-    from datasets import DATASETS, build_dataset, trial_configs
-
     runs = expand(spec)  # unknown methods / datasets, module:Class imports
     for extra in {tuple(r["set"]) for r in runs}:  # every method entry's overrides are valid
         load_config(spec.get("profile", "cpu"), list(spec.get("set") or []) + list(extra))
@@ -142,8 +142,6 @@ def preflight_suite(spec: dict[str, Any], data_root: str | None) -> None:
 def expand(spec: dict[str, Any]) -> list[dict[str, Any]]:
     """The runs of a suite: one dict per (method entry, dataset, seed); ``trials`` as given,
     ``set`` the entry's own overrides (applied after the suite's)."""
-    from datasets import DATASETS
-
     entries = _entries(spec)
     for d in spec["datasets"]:
         DATASETS.get(d)
@@ -155,9 +153,6 @@ def expand(spec: dict[str, Any]) -> list[dict[str, Any]]:
 
 def ensure_data(spec: dict[str, Any], data_root: str) -> list[str]:
     """Write generated stand-ins for the suite's datasets whose folder is missing."""
-    from datasets import DATASETS
-    from datasets.synth import write_like
-
     synth = spec.get("synth")
     written = []
     if not synth:
@@ -172,19 +167,6 @@ def ensure_data(spec: dict[str, Any], data_root: str) -> list[str]:
     return written
 
 
-def run_suite(spec: dict[str, Any], out_dir: str | Path, data_root: str, device: str = "auto",
-              progress: bool = False, report: Callable[[str], None] = print,
-              keep_model: bool = False) -> list[dict[str, Any]]:
-    """Run every cell of the suite here, one after another (the inline launcher: through
-    ``benchmark.harness.launch.run_cell``, as every launcher runs a cell); cells already stored are
-    reported as such. A failed cell is recorded and the others still run; then a UserError
-    says how many failed. Returns one result per cell that ran or was stored."""
-    from benchmark.harness.launch import cells_of, launch_inline
-
-    return launch_inline(cells_of(spec, out_dir, data_root, device, keep_model), progress,
-                         report)
-
-
 def estimate(spec: dict[str, Any], profile_dir: str | Path) -> list[dict[str, Any]]:
     """The training cost of a suite, from ``profile`` records: per (method, dataset), runs x
     epochs x training images per epoch / the method's training images/s at the suite's
@@ -192,14 +174,8 @@ def estimate(spec: dict[str, Any], profile_dir: str | Path) -> list[dict[str, An
     epoch: the real data's published count under its protocol (``DatasetSpec.train_images``),
     rounded down to whole batches as the training loop does. Evaluation is left out (minutes
     against hours)."""
-    import statistics
-
-    from benchmark.harness.training import iters_per_epoch
-    from datasets import DATASETS, trial_configs
-    from reports.results import load_store
-
     profile = spec.get("profile", "cpu")
-    store = load_store(profile_dir, skip_bad=True)
+    store = scan_results(profile_dir, skip_bad=True)
     speeds: dict[str, list[tuple[float, str]]] = {}
     for p in store.profiles:
         if p["profile"] == profile:

@@ -25,23 +25,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchmark.harness.evaluation import embed_images, metric_of
-from benchmark.harness.metrics import rank_metrics
+from benchmark.harness.inference import embed_images
+from benchmark.harness.metrics import metric_of, rank_metrics
+from benchmark.harness.records import RANKS_SCHEMA
 from datasets.bank import Prepared
 from datasets.images import _PIL, prepare
 
 log = logging.getLogger(__name__)
 
-RANKS_SCHEMA = 1
-
-
-def _native(prep: Prepared, i: int) -> Image.Image:
-    """The native image of bank entry ``i`` as captured before any protocol down-sampling
-    (a genuinely LR image: as captured)."""
-    sample = prep.samples[i]
-    img = prep.data.load(sample)
-    pil = img if isinstance(img, Image.Image) else Image.fromarray(np.asarray(img))
-    return pil.convert("RGB")
 
 
 def at_rate(img: Image.Image, rate: int, size: tuple[int, int], interpolation: str
@@ -106,7 +97,7 @@ def resolution_sweep(method: Any, prep: Prepared, cfg: dict[str, Any], device: t
     interp = cfg["data"]["interpolation"]
     genuine = bool(prep.data.info.get("genuine_lr"))
     seen_rates = sorted({int(r) for r in prep.data.info.get("rates", cfg["data"]["rates"])})
-    natives = [_native(prep, int(i)) for i in prep.query]
+    natives = [prep.native_image(int(i)) for i in prep.query]
     out: dict[str, Any] = {}
     if rates:
         sweep = {}

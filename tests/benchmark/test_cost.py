@@ -69,6 +69,7 @@ def records():
             for m in ("baseline", "ftwa")}
 
 
+@pytest.mark.slow
 def test_profile_record(records):
     rec = records["ftwa"]
     assert rec["schema"] == cost.SCHEMA and rec["input_size"] == [64, 32]
@@ -85,6 +86,7 @@ def test_profile_record(records):
     assert cost.record_name(rec).startswith("profile__ftwa__smoke__cpu__fp32__contiguous__bs4")
 
 
+@pytest.mark.slow
 def test_macs_follow_the_paths(records):
     base, ftwa = records["baseline"]["macs"], records["ftwa"]["macs"]
     assert base["query_gmacs"] == pytest.approx(base["gallery_gmacs"])  # one path for all
@@ -117,6 +119,7 @@ def test_bad_arguments():
         cost.profile_method("baseline", cfg, "cpu", batch_size=0)
 
 
+@pytest.mark.slow
 def test_profile_cli(tmp_path, capsys):
     out = tmp_path / "prof"
     assert main(["profile", "--method", "ftwa", "--profile", "smoke", "--device", "cpu",

@@ -88,7 +88,8 @@ def _worker(rank, world, folder):
         ddp = torch.nn.parallel.DistributedDataParallel(_Step(method),
                                                         find_unused_parameters=True)
         method.train()
-        out = ddp(Batch(images[mine], labels[mine], torch.zeros(len(mine), dtype=torch.bool)))
+        out = ddp(Batch(images[mine], labels[mine], torch.zeros(len(mine), dtype=torch.bool),
+                        gather=True))  # distributed.triplet global: mined over the whole batch
         out["loss"].backward()
         grads = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
         torch.save({"loss": float(out["loss"].detach()), "triplet": float(out["triplet"]),
@@ -98,6 +99,7 @@ def _worker(rank, world, folder):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_processes_take_the_step_one_process_takes(tmp_path):
     """The mean of the 2 processes' first-step losses equals one process's loss on the same
     global batch, and so do the averaged gradients. BatchNorm normalises each process's block

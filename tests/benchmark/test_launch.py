@@ -99,6 +99,7 @@ def test_missing_submitit_names_the_extra(suite, tmp_path, monkeypatch, capsys):
     assert not _records(tmp_path)
 
 
+@pytest.mark.slow
 def test_estimate_is_runs_x_epochs_x_images_over_the_profiled_speed(capsys):
     """The paper ladder's cost from the committed profile records, recomputed here."""
     from benchmark.harness.suite import estimate
@@ -122,7 +123,7 @@ def test_estimate_is_runs_x_epochs_x_images_over_the_profiled_speed(capsys):
 
 
 def test_suite_summary_shows_no_spread_for_a_single_run(capsys):
-    from benchmark.cli import print_suite_summary
+    from benchmark.cli.suite import print_suite_summary
 
     rec = {"method": "baseline", "dataset": "synthetic", "config_hash": "abc",
            "metrics": {"rank1": 70.0, "mAP": 50.0}}

@@ -16,7 +16,8 @@ import torch
 from benchmark.cli import main
 from benchmark.core.errors import UserError
 from benchmark.harness.config import load_config
-from benchmark.harness.experiment import identify, run_experiment
+from benchmark.harness.experiment import run_experiment
+from benchmark.harness.identity import identify
 
 SMOKE = ["--profile", "smoke", "--set", "model.weights=none", "--no-progress"]
 QUICK = ["--set", "train.epochs=2", "--set", "train.iters_per_epoch=1"]
@@ -164,6 +165,7 @@ def _umask():
     return mask
 
 
+@pytest.mark.slow
 def test_full_disk_at_the_final_record_rescues_the_metrics(tmp_path, capsys, monkeypatch):
     import benchmark.harness.experiment as experiment
 
@@ -198,17 +200,18 @@ def test_full_disk_at_the_final_record_rescues_the_metrics(tmp_path, capsys, mon
     assert not ckpt.exists()
 
 
+@pytest.mark.slow
 def test_full_disk_at_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch, caplog):
     import benchmark.harness.training as training
 
     calls = []
     real = training.save_atomic
 
-    def second_write_fails(obj, path):
-        calls.append(obj["epoch"])
+    def second_write_fails(obj, path, within=None):
+        calls.append(obj["step"])
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real(obj, path)
+        return real(obj, path, within)
 
     monkeypatch.setattr(training, "save_atomic", second_write_fails)
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=3", "train.iters_per_epoch=1"])
@@ -216,12 +219,13 @@ def test_full_disk_at_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypatch,
         rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
     assert "could not write the checkpoint of epoch 2" in caplog.text
     assert "the checkpoint of epoch 1 is kept" in caplog.text
-    assert calls == [0, 1, 2] and rec["training"]["epochs"] == 3
+    assert calls == [1, 2, 3] and rec["training"]["epochs"] == 3  # steps done at each
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_is_moved_aside(tmp_path, caplog):
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
-    rid = identify("baseline", "synthetic", cfg, 0, None)["run_id"]
+    rid = identify("baseline", "synthetic", cfg, 0, None).run_id
     ckpt = tmp_path / ".checkpoints" / f"{rid}.pt"
     ckpt.parent.mkdir(parents=True)
     torch.save({"epoch": 0, "model": {}, "optimizer": {}}, ckpt)
@@ -233,9 +237,10 @@ def test_a_truncated_checkpoint_is_moved_aside(tmp_path, caplog):
     assert rec["training"]["resumed_from_epoch"] == 0
 
 
+@pytest.mark.slow
 def test_a_second_identical_run_exits_2(tmp_path, capsys):
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=1"])
-    rid = identify("baseline", "synthetic", cfg, 0, None)["run_id"]
+    rid = identify("baseline", "synthetic", cfg, 0, None).run_id
     lock = tmp_path / "res" / ".checkpoints" / f"{rid}.lock"
     lock.parent.mkdir(parents=True)
     live = lock.with_suffix(".pt")
@@ -252,6 +257,7 @@ def test_a_second_identical_run_exits_2(tmp_path, capsys):
     assert not lock.exists()
 
 
+@pytest.mark.slow
 def test_a_diverging_loss_stops_at_that_step(tmp_path, capsys, monkeypatch):
     from methods.baseline import Baseline
 
@@ -273,6 +279,7 @@ def test_a_diverging_loss_stops_at_that_step(tmp_path, capsys, monkeypatch):
 
 
 # -- what a person sees, and what a record says ---------------------------------------------------
+@pytest.mark.slow
 def test_non_terminal_output_gets_a_line_per_epoch(tmp_path, capsys):
     assert main(run_args(tmp_path, "--set", "train.epochs=3")) == 0
     out = capsys.readouterr().out
@@ -304,6 +311,7 @@ def test_long_runs_on_a_cpu_are_announced(caplog):
     assert "would train" not in caplog.text and "other processes" not in caplog.text
 
 
+@pytest.mark.slow
 def test_training_measures_other_processes_for_its_estimate(monkeypatch, caplog):
     """The estimate after the first steps gets the cores other processes kept busy meanwhile
     (the same measure the record makes), so a shared machine is named at the start."""
@@ -322,6 +330,7 @@ def test_training_measures_other_processes_for_its_estimate(monkeypatch, caplog)
     assert "other processes kept 1.5 of" in caplog.text
 
 
+@pytest.mark.slow
 def test_record_context_mode_and_resumed_time(tmp_path, monkeypatch):
     from tests.benchmark.test_experiment import _interrupt_after_first_checkpoint  # noqa: F401
 
@@ -341,7 +350,7 @@ def test_sigterm_is_an_interrupt(monkeypatch, capsys):
     and temp files go), one line, exit 130; the previous handler is restored."""
     import signal
 
-    import benchmark.cli as cli
+    import benchmark.cli.list_cmd as cli
 
     before = signal.getsignal(signal.SIGTERM)
 
@@ -349,8 +358,8 @@ def test_sigterm_is_an_interrupt(monkeypatch, capsys):
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("not reached")
 
-    monkeypatch.setattr(cli, "cmd_list", preempted)
-    assert cli.main(["list"]) == 130
+    monkeypatch.setattr(cli, "run", preempted)
+    assert main(["list"]) == 130
     assert "interrupted: run the same command again" in capsys.readouterr().err
     assert signal.getsignal(signal.SIGTERM) == before
 
@@ -361,6 +370,7 @@ def test_null_is_refused_like_any_wrong_type():
             load_config("smoke", [setting])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("settings, expect", [
     (["--method", "sr-two-stage", "--set", "sr.network=espcn", "--set",
       "model.input_size=[63,33]"], "cannot run with this config: ValueError: ESPCN"),
@@ -385,6 +395,7 @@ def test_a_config_the_model_cannot_run_fails_before_the_data(settings, expect, t
     assert one_line_error(capsys, code, expect) == 2 and decoded == []
 
 
+@pytest.mark.slow
 def test_weights_that_diverge_with_a_finite_loss_stop_training(tmp_path, capsys, monkeypatch):
     import benchmark.harness.training as training
 
@@ -410,6 +421,7 @@ def test_weights_that_diverge_with_a_finite_loss_stop_training(tmp_path, capsys,
     assert one_line_error(capsys, code, expect) == 2
 
 
+@pytest.mark.slow
 def test_embeddings_that_diverge_set_the_checkpoint_aside(tmp_path, capsys, monkeypatch):
     import benchmark.harness.evaluation as evaluation
 
@@ -429,9 +441,10 @@ def test_embeddings_that_diverge_set_the_checkpoint_aside(tmp_path, capsys, monk
     assert json.loads(rec.read_text())["training"]["resumed_from_epoch"] == 0
 
 
+@pytest.mark.slow
 def test_force_starts_anew(tmp_path, monkeypatch, caplog):
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=1"])
-    rid = identify("baseline", "synthetic", cfg, 0, None)["run_id"]
+    rid = identify("baseline", "synthetic", cfg, 0, None).run_id
     ckpt = tmp_path / ".checkpoints" / f"{rid}.pt"
     ckpt.parent.mkdir(parents=True)
     ckpt.write_bytes(b"whatever was here")
@@ -443,17 +456,18 @@ def test_force_starts_anew(tmp_path, monkeypatch, caplog):
     assert (ckpt.parent / f"{rid}.pt.old").read_bytes() == b"whatever was here"
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_does_not_fit_the_model_is_moved_aside(tmp_path, caplog):
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
     ident = identify("baseline", "synthetic", cfg, 0, None)
-    rid = ident["run_id"]
+    rid = ident.run_id
     ckpt = tmp_path / ".checkpoints" / f"{rid}.pt"
     ckpt.parent.mkdir(parents=True)
-    identity = {"run_id": rid, "config_hash": ident["config_hash"],
-                "data_fingerprint": ident["fingerprint"]["hash"]}  # this run's, other weights
-    torch.save({"epoch": 0, "model": {"layer.weight": torch.zeros(3)}, "optimizer": {},
-                "scheduler": {}, "history": [], "train_seconds": 1.0, "identity": identity},
-               ckpt)
+    identity = {"run_id": rid, "config_hash": ident.config_hash,
+                "data_fingerprint": ident.fingerprint["hash"]}  # this run's, other weights
+    torch.save({"format": 2, "stage": 0, "step": 1, "model": {"layer.weight": torch.zeros(3)},
+                "optimizers": {}, "schedulers": {}, "history": {}, "stages_done": [],
+                "train_seconds": 1.0, "identity": identity}, ckpt)
     with caplog.at_level(logging.WARNING):
         rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
     assert "does not fit this model" in caplog.text and (ckpt.parent / f"{rid}.pt.corrupt").exists()
@@ -498,27 +512,29 @@ def test_suite_checks_every_cell_before_the_first(suite, expect, tmp_path, capsy
     assert one_line_error(capsys, code, expect) == 2
 
 
+@pytest.mark.slow
 def test_a_checkpoint_that_is_not_ours_is_moved_aside(tmp_path, caplog):
     """A readable file that is not an mlr-bench checkpoint (a dict without epoch / model /
     optimizer, e.g. a bare state_dict saved by hand) is set aside, not resumed."""
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
-    rid = identify("baseline", "synthetic", cfg, 0, None)["run_id"]
+    rid = identify("baseline", "synthetic", cfg, 0, None).run_id
     ckpt = tmp_path / ".checkpoints" / f"{rid}.pt"
     ckpt.parent.mkdir(parents=True)
     torch.save({"model": {}}, ckpt)
     with caplog.at_level(logging.WARNING):
         rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
-    assert "not an mlr-bench checkpoint" in caplog.text
+    assert "not a checkpoint of this version of mlr-bench" in caplog.text
     assert (ckpt.parent / f"{rid}.pt.corrupt").exists()
     assert rec["training"]["resumed_from_epoch"] == 0
 
 
+@pytest.mark.slow
 def test_torch_full_disk_error_is_reported_as_such(tmp_path, monkeypatch, caplog):
     """torch.save reports a full disk as RuntimeError '[enforce fail at inline_container.cc]'; the
     warning says what it means when the free space is below the checkpoint's size."""
     import benchmark.harness.training as training
 
-    def enforce_fail(obj, path):
+    def enforce_fail(obj, path, within=None):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
 
     monkeypatch.setattr(training, "save_atomic", enforce_fail)
@@ -529,7 +545,7 @@ def test_torch_full_disk_error_is_reported_as_such(tmp_path, monkeypatch, caplog
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])
     with caplog.at_level(logging.WARNING):
         run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False)
-    assert "(no space left on the device; 3 MiB free); none is kept" in caplog.text
+    assert "(no space left on the device; 3 MiB free); no checkpoint was written" in caplog.text
     from benchmark.harness.training import _state_mib
 
     assert _state_mib({"a": torch.zeros(2**18), "b": [torch.zeros(2**18, dtype=torch.float16)],
@@ -539,8 +555,7 @@ def test_torch_full_disk_error_is_reported_as_such(tmp_path, monkeypatch, caplog
 def test_suite_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):
     """A method entry {method, set} runs with the suite's overrides and then its own; a plain
     entry of the same method keeps the suite's config (two configs, two run ids)."""
-    import benchmark.harness.experiment as experiment_mod
-    import benchmark.harness.suite as suite_mod
+    import benchmark.harness.launch as launch_mod
 
     seen = []
 
@@ -549,16 +564,17 @@ def test_suite_method_entries_carry_their_own_overrides(tmp_path, monkeypatch):
         return {"run_id": "x", "metrics": {"rank1": 1.0, "rank5": 1.0, "mAP": 1.0},
                 "timings": {"total_s": 0.0}}
 
-    monkeypatch.setattr(experiment_mod, "run_experiment", fake)
+    monkeypatch.setattr(launch_mod, "run_experiment", fake)
     spec = {"profile": "smoke", "set": ["train.epochs=3"], "datasets": ["synthetic"],
             "methods": ["ftwa", {"method": "ftwa", "set": ["ftwa.swa_weights=detached"]}],
             "seeds": [0]}
     lines = []
-    suite_mod.run_suite(spec, tmp_path, "", report=lines.append)
+    launch_mod.launch_inline(launch_mod.cells_of(spec, tmp_path, ""), False, lines.append)
     assert seen == [("ftwa", "literal", 3), ("ftwa", "detached", 3)]
     assert "ftwa [ftwa.swa_weights=detached] on synthetic" in lines[1]
 
 
+@pytest.mark.slow
 def test_a_stand_in_too_small_for_the_profile_says_what_fits(tmp_path, capsys):
     """Before any image is decoded: the identities a P x K batch needs, and the ways out."""
     from benchmark.cli import main
@@ -596,6 +612,7 @@ def test_missing_data_names_the_option_the_variable_and_the_stand_in(tmp_path, c
     assert "no folder data/caviar" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_other_processes_cores_counts_others_not_ourselves():
     """The contention measure: a job spinning in another process shows as about one core; this
     process's own busy time does not count; the arithmetic is (busy - own) / wall."""

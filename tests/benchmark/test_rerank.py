@@ -97,7 +97,8 @@ def test_rerank_keys_are_measurement_only():
 def test_a_run_records_reranked_metrics_beside_the_plain_ones(tmp_path):
     """The record's metrics.rerank is the protocol's metric of the re-ranked distances of the
     run's own embeddings, per single-shot draw on CUHK03."""
-    from benchmark.harness.evaluation import evaluate, metric_of
+    from benchmark.harness.evaluation import evaluate
+    from benchmark.harness.metrics import metric_of
     from datasets.bank import prepare_data
     from datasets.synth import write_like
     from tests.fake_methods import PixelMethod
@@ -140,8 +141,9 @@ def test_evaluate_adds_reranking_to_a_record_older_than_the_later_keys(tmp_path)
     metrics.rerank added; run then finds it with nothing missing."""
     import json
 
-    from benchmark.harness.experiment import evaluate_stored, missing_measurements, run_experiment
+    from benchmark.harness.experiment import missing_measurements, run_experiment
     from benchmark.harness.records import ADDED_LATER
+    from benchmark.harness.reevaluate import evaluate_stored
 
     cfg = load_config("smoke", ["model.weights=none"])
     rec = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False,

@@ -147,6 +147,7 @@ def stored(tmp_path_factory):
     return rec, swept
 
 
+@pytest.mark.slow
 def test_smoke_run_writes_the_sweep_and_its_ranks(stored):
     _, rec = stored
     sweep = rec["metrics"]["sweep"]
@@ -159,6 +160,7 @@ def test_smoke_run_writes_the_sweep_and_its_ranks(stored):
     assert stored_rec["metrics"]["sweep"] == sweep
 
 
+@pytest.mark.slow
 def test_evaluate_adds_the_sweep_to_a_stored_run(stored, capsys):
     rec, swept = stored
     path = Path(rec["path"])
@@ -182,6 +184,7 @@ def test_evaluate_adds_the_sweep_to_a_stored_run(stored, capsys):
     assert "--keep-model" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_visrank_draws_the_worst_and_random_queries(stored, tmp_path):
     from reports.visrank import choose
 
@@ -237,7 +240,7 @@ def test_genuinely_lr_queries_are_swept_from_their_native_size(tmp_path):
     emb = pixel_features(normalize(prep.images[prep.query]))
     d = pairwise_distance(torch.nn.functional.normalize(emb, dim=1),
                           torch.nn.functional.normalize(g["feat"], dim=1))
-    from benchmark.harness.evaluation import metric_of
+    from benchmark.harness.metrics import metric_of
 
     expected = metric_of(d, prep.column(prep.query, "pid"), prep.column(prep.gallery, "pid"),
                          prep.column(prep.query, "camid"), prep.column(prep.gallery, "camid"),

@@ -7,7 +7,7 @@ import torch
 from benchmark.harness.config import load_config
 from benchmark.harness.training import epoch_entry, train
 from datasets.bank import prepare_data
-from methods import build_method
+from methods import Stage, build_method
 from methods.baseline import Baseline
 
 
@@ -18,14 +18,38 @@ def test_epoch_entry_means_over_the_steps_that_returned_a_value_and_nests_groups
         "loss": 2.0, "swa": {"p_hr": pytest.approx(0.3), "w_hr": 0.5}, "raft": 0.5, "epoch": 4}
 
 
-def test_before_training_runs_once_and_batches_carry_native_sizes(tmp_path, monkeypatch):
-    """before_training runs before the first ReID step and not again when the run resumes
-    from its checkpoint; every batch carries the native size of each of its images."""
+class _Warmup(Stage):
+    """A stage before the re-id stage that records when it begins (and trains nothing)."""
+
+    name, steps = "warmup", 2
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def optimizers(self):
+        self.p = torch.nn.Parameter(torch.zeros(1))
+        return {"w": torch.optim.SGD([self.p], lr=0.1)}
+
+    def begin(self, context):
+        self.calls.append(context.seed)
+
+    def batches(self, context, start):
+        while True:
+            yield None
+
+    def step(self, batch, ctx):
+        return {"loss": (self.p - 1.0).pow(2).sum()}
+
+
+@pytest.mark.slow
+def test_a_stage_begins_once_and_batches_carry_native_sizes(tmp_path, monkeypatch):
+    """A stage before the re-id steps begins once, and not again when the run resumes from its
+    checkpoint; every batch carries the native size of each of its images."""
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=2"])
     prep = prepare_data("synthetic", cfg, None, progress=False)
     calls, sizes = [], []
     real = Baseline.training_step
-    monkeypatch.setattr(Baseline, "before_training", lambda self, ctx: calls.append(ctx.seed))
+    monkeypatch.setattr(Baseline, "stages", lambda self: [_Warmup(calls)])
 
     def spy(self, batch):
         sizes.append(batch.native_size)
@@ -36,6 +60,8 @@ def test_before_training_runs_once_and_batches_carry_native_sizes(tmp_path, monk
     m = build_method("baseline", cfg, int(prep.labels.max()) + 1)
     out = train(m, prep, cfg, torch.device("cpu"), 5, ckpt, progress=False)
     assert calls == [5] and len(sizes) == 4 and out["reid_optimizer_steps"] == 4
+    assert [st["name"] for st in out["stages"]] == ["warmup", "reid"]
+    assert out["stages"][0]["steps_done"] == 2 and out["stages"][1]["steps_done"] == 4
     assert all(s.shape == (16, 2) for s in sizes)
     # synthetic smoke crops are 64x32; LR ones are as captured: floor(64 / r) x floor(32 / r)
     allowed = {(64, 32), (32, 16), (21, 10), (16, 8)}

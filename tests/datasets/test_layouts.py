@@ -145,6 +145,7 @@ def test_real_data_is_not_labelled_generated(root, tmp_path):
     assert build_dataset("mlr-viper", cfg(), str(tmp_path)).info["generated"] is False
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("like, counts", [
     ("viper", {"ids": 632}),
     ("caviar", {"ids": 72, "images": 1220, "two_camera_ids": 50}),

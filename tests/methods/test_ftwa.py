@@ -34,7 +34,7 @@ def make_batch(h=64, w=32, ids=4, per_kind=2, seed=0):
 # -- building blocks ---------------------------------------------------------------------------
 @pytest.mark.parametrize("arch, size, channels, map_size", [
     ("resnet18", (64, 32), 512, (4, 2)),
-    ("resnet50", (256, 128), 2048, (16, 8)),
+    pytest.param("resnet50", (256, 128), 2048, (16, 8), marks=pytest.mark.slow),
 ])
 def test_two_stream_shapes_and_routing(arch, size, channels, map_size):
     net = TwoStreamBackbone(arch, 1, "none").eval()
@@ -412,17 +412,26 @@ def test_swa_diagnostics_against_their_definitions():
     assert d["swa/saturated"].item() == pytest.approx(0.75)
 
 
+@pytest.fixture(scope="module")
+def ftwa_and_ftwa_r():
+    """Built once: ``training_summary`` reads only the history it is given."""
+    from benchmark.harness.config import load_config
+
+    cfg = load_config("smoke", ["model.weights=none"])
+    return build_method("ftwa", cfg, num_classes=4), build_method("ftwa-r", cfg, num_classes=4)
+
+
 @pytest.mark.parametrize("p, saturated, collapsed", [
     (0.5, 0.0, False), (0.09, 0.0, True), (0.91, 0.0, True), (0.11, 0.5, False),
     (0.5, 0.51, True),
 ])
-def test_collapse_flag(p, saturated, collapsed, smoke_cfg):
-    m = build_method("ftwa", smoke_cfg, num_classes=4)
+def test_collapse_flag(p, saturated, collapsed, ftwa_and_ftwa_r):
+    ftwa, ftwa_r = ftwa_and_ftwa_r
     history = [{"swa": {"p_hr": 0.5, "saturated": 0.0}},
                {"swa": {"p_hr": p, "saturated": saturated}}]
-    out = m.training_summary(history)
+    out = ftwa.training_summary(history)
     assert out["swa_collapsed"] is collapsed and out["swa_weights"] == "literal"
-    assert build_method("ftwa-r", smoke_cfg, num_classes=4).training_summary(history) == {}
+    assert ftwa_r.training_summary(history) == {}
 
 
 def test_training_step_reports_swa_diagnostics(smoke_cfg):

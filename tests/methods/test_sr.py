@@ -7,8 +7,9 @@ import torch
 
 from benchmark.core.imaging import degrade
 from benchmark.harness.config import load_config
+from benchmark.harness.training import train_stages
 from datasets.bank import prepare_data
-from methods import METHODS, Batch, EvalContext, TrainContext, build_method
+from methods import METHODS, Batch, EvalContext, build_method
 from methods.base import count_params
 from methods.sr_nets import ESPCNSR, IMDNSR
 
@@ -47,10 +48,11 @@ def _pretrained(extra, seed=0):
     cfg = load_config("smoke", ["model.weights=none", *extra])
     prep = prepare_data("synthetic", cfg, None, progress=False)
     m = build_method("sr-two-stage", cfg, num_classes=int(prep.labels.max()) + 1)
-    m.before_training(TrainContext(prep, torch.device("cpu"), seed, progress=False))
+    train_stages(m, prep, cfg, torch.device("cpu"), seed)
     return m, prep
 
 
+@pytest.mark.slow
 def test_sr_pretraining_stops_on_a_plateau_and_keeps_the_best():
     """With a zero learning rate the held-out PSNR never improves: pre-training stops after
     `patience` checks, the curve has a point per check, and the weights are the initial ones."""
@@ -64,6 +66,7 @@ def test_sr_pretraining_stops_on_a_plateau_and_keeps_the_best():
         assert r["held_out"][rate]["gain_db"] == pytest.approx(0.0, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_sr_pretraining_learns_until_the_cap_and_then_freezes():
     m, prep = _pretrained(["sr.pretrain_lr=0.003", "sr.pretrain_eval_every=10",
                            "sr.pretrain_patience=50", "sr.pretrain_max_steps=30"])
@@ -143,7 +146,7 @@ def test_sr_quality_scores_the_sr_output_and_bicubic_apart():
     m.restore_pixels = lambda pixels: torch.full_like(pixels, 0.5)
     q = sr_quality(m, prep, torch.device("cpu"), 40, [2, 3, 4])
     size = tuple(cfg["model"]["input_size"])
-    for rate, natives, lr in held_out_pairs(prep, 40, [2, 3, 4], size):
+    for rate, natives, lr in held_out_pairs(prep, 40, [2, 3, 4]):
         target = torch.from_numpy(np.stack(natives)).permute(0, 3, 1, 2).float() / 255.0
         assert q[str(rate)]["psnr_sr"] == pytest.approx(_psnr(torch.full_like(target, 0.5),
                                                                target), rel=1e-4)
@@ -158,6 +161,7 @@ def test_sr_quality_scores_the_sr_output_and_bicubic_apart():
         assert q[str(rate)]["n"] == len(lr)
 
 
+@pytest.mark.slow
 def test_psnr_is_taken_at_the_native_size_on_a_market_stand_in(tmp_path):
     """A Market-size crop (128x64) at the smoke input (64x32): at the input size the LR image of
     rate 2 equals the HR one (PSNR of 160 dB and more); at the native size it is a real loss."""
@@ -174,17 +178,17 @@ def test_psnr_is_taken_at_the_native_size_on_a_market_stand_in(tmp_path):
     assert q["sr"]["quality"]["2"]["psnr_bicubic"] > q["sr"]["quality"]["4"]["psnr_bicubic"]
     # the held-out PSNR of SR pre-training is scored the same way
     two = build_method("sr-two-stage", cfg, num_classes=int(prep.labels.max()) + 1)
-    two.before_training(TrainContext(prep, torch.device("cpu"), 0, progress=False))
+    train_stages(two, prep, cfg, torch.device("cpu"), 0)
     pre = two.pretrain_report
     assert all(10 < c["psnr_db"] < 60 for c in pre["curve"])
     assert all(10 < v["psnr_bicubic"] < 60 for v in pre["held_out"].values())
 
 
+@pytest.mark.slow
 def test_sr_pretraining_keeps_the_weights_of_the_best_check(monkeypatch):
     """Scripted held-out scores rise then fall: the weights kept are those of the best check,
     not the last one's. Scores are drawn in call order: bicubic, step 0, then every check."""
     import methods.sr as sr_mod
-    import methods.sr_eval as sr_eval
 
     scores = iter([20.0, 21.0, 22.0, 21.5, 21.4, 21.3, 21.2])
     snapshots, holder = [], {}
@@ -193,14 +197,15 @@ def test_sr_pretraining_keeps_the_weights_of_the_best_check(monkeypatch):
         snapshots.append({k: v.clone() for k, v in holder["m"].sr.state_dict().items()})
         return torch.full((len(targets),), next(scores))
 
-    monkeypatch.setattr(sr_eval, "psnr_at_native", fake_psnr)
+    monkeypatch.setattr(sr_mod, "psnr_at_native", fake_psnr)
     cfg = load_config("smoke", ["model.weights=none", "sr.pretrain_lr=0.01",
                                 "sr.pretrain_eval_every=3", "sr.pretrain_patience=3",
                                 "sr.pretrain_max_steps=100", "data.rates=[2]"])
     prep = prepare_data("synthetic", cfg, None, progress=False)
     m = build_method("sr-two-stage", cfg, num_classes=int(prep.labels.max()) + 1)
     holder["m"] = m
-    r = sr_mod.pretrain_sr(m, TrainContext(prep, torch.device("cpu"), 0, progress=False))
+    train_stages(m, prep, cfg, torch.device("cpu"), 0)
+    r = m.pretrain_report
     assert [c["step"] for c in r["curve"]] == [0, 3, 6, 9, 12]
     assert r["best_step"] == 3 and r["stopped"] == "plateau" and r["steps"] == 12
     kept = m.sr.state_dict()

@@ -8,19 +8,16 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from benchmark.harness.config import load_config
-from benchmark.harness.experiment import run_experiment
 from reports.claims import CLAIMS, Claim, claims_table, compare, interval, rate_spread, verdict
 from reports.render import build
 from reports.results import aggregate, load_store, runs_frame
 from reports.swa import swa_table
+from tests.conftest import smoke_record
 
 
-@pytest.fixture(scope="module")
-def ftwa_record(tmp_path_factory):
-    cfg = load_config("smoke", ["model.weights=none"])
-    return run_experiment("ftwa", "synthetic", cfg, out_dir=tmp_path_factory.mktemp("ftwa"),
-                          progress=False)
+@pytest.fixture
+def ftwa_record():
+    return smoke_record("ftwa")
 
 
 def write(folder, template, method, seed, rank1, own=None, by_rate=None, swa=None):
@@ -28,6 +25,7 @@ def write(folder, template, method, seed, rank1, own=None, by_rate=None, swa=Non
     rec.pop("path", None)
     rec["config"] = copy.deepcopy(rec["config"])
     rec["config"]["ftwa"].update(own or {})
+    rec["model"] = dict(rec["model"], variant=dict(own or {}))  # as the run would record it
     tag = "-".join(f"{k}{v}" for k, v in (own or {}).items())
     rec.update(method=method, seed=seed, config_hash=f"h{method}{tag}",
                run_id=f"{method}__synthetic__smoke__seed{seed}__{tag}")
@@ -118,6 +116,7 @@ def test_every_claim_names_methods_that_exist():
             assert side.partition(" [")[0] in METHODS, side
 
 
+@pytest.mark.slow
 def test_swa_table_and_report_sections(tmp_path, ftwa_record):
     folder = tmp_path / "res"
     base = {"w_hr": 0.01, "w_hr_syn": 0.98, "w_lr": 0.6, "w_lr_syn": 0.4, "saturated": 0.8}

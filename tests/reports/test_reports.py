@@ -13,20 +13,17 @@ import yaml
 
 from benchmark.cli import main
 from benchmark.core.errors import UserError
-from benchmark.harness.config import load_config
-from benchmark.harness.experiment import run_experiment
 from reports.paper import paper_tables, table1, table2
 from reports.render import build, render
 from reports.results import aggregate, load_store, runs_frame
+from tests.conftest import smoke_record
 
 SHARED_TABLES = Path(__file__).resolve().parents[3] / "shared" / "paper" / "tables.yaml"
 
 
-@pytest.fixture(scope="module")
-def template_record(tmp_path_factory):
-    out = tmp_path_factory.mktemp("one-run")
-    cfg = load_config("smoke", ["model.weights=none"])
-    return run_experiment("baseline", "synthetic", cfg, out_dir=out, progress=False)
+@pytest.fixture
+def template_record():
+    return smoke_record("baseline")
 
 
 RANK1 = {("ftwa", "mlr-cuhk03"): [80.0, 84.0, 85.0], ("baseline", "mlr-cuhk03"): [40.0, 50.0],
@@ -108,6 +105,7 @@ def test_table_cells_are_the_means_of_the_records(tmp_path, template_record):
     assert np.isnan(ftwa.loc["R1", "diff"]) and bool(ftwa.loc["R1", "generated"])
 
 
+@pytest.mark.slow
 def test_report_files_and_contents(results, tmp_path, template_record):
     out = tmp_path / "report"
     ctx = render(results, out)
@@ -137,6 +135,7 @@ def test_report_files_and_contents(results, tmp_path, template_record):
     assert "83.2 → 83.0 ± 2.6 [n=3] (-0.2)" in md and "; generated: 8" not in md
 
 
+@pytest.mark.slow
 def test_corrupt_and_foreign_files(results, tmp_path):
     (results / "broken.json").write_text("{not json")
     with pytest.raises(UserError, match="broken.json"):
@@ -149,6 +148,7 @@ def test_corrupt_and_foreign_files(results, tmp_path):
     assert len(ctx["skipped"]) == 1 and ctx["num_runs"] == 8
 
 
+@pytest.mark.slow
 def test_generated_dataset_folder_inside_results_is_not_a_record(results):
     """tox -e bench writes its synth stand-ins under the results folder it reports on."""
     from datasets.synth import write_like
@@ -168,6 +168,7 @@ def test_empty_results_folder(tmp_path):
         build(tmp_path / "missing")
 
 
+@pytest.mark.slow
 def test_regression_check(tmp_path, template_record, capsys):
     real = tmp_path / "real"
     write_records(real, template_record, generated=False)
@@ -185,6 +186,7 @@ def test_regression_check(tmp_path, template_record, capsys):
     assert main(["report", "--results", str(generated), "--check", "0.1", "--allow-empty"]) == 0
 
 
+@pytest.mark.slow
 def test_report_cli(results, tmp_path, capsys):
     out = tmp_path / "rep"
     assert main(["report", "--results", str(results), "--out", str(out), "--format", "md"]) == 0
@@ -196,6 +198,7 @@ def test_report_cli(results, tmp_path, capsys):
     assert "x.json" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_sr_strip_next_to_a_record_is_shown(results, tmp_path):
     rec = next(results.glob("ftwa__caviar*.json"))
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 16
@@ -236,10 +239,12 @@ def test_runs_of_two_configs_are_two_rows(tmp_path, template_record):
                   ) == [pytest.approx(15.0), pytest.approx(60.0)]
 
 
-def test_v1_records_are_upgraded_on_reading(tmp_path, template_record):
-    """A record of schema v1 (before data fingerprints) is read with its config hash recomputed
-    over what the run reads; its metrics stay as recorded."""
-    from benchmark.harness.store import upgrade_record
+def test_v1_records_are_upgraded_by_the_migration_and_named_by_the_report(tmp_path,
+                                                                          template_record):
+    """A record of schema v1 (before data fingerprints) is upgraded with its config hash
+    recomputed over what the run reads (its metrics stay as recorded); the report, which reads
+    current records only, names it and the script that migrates it."""
+    from benchmark.harness.upgrade import upgrade_record
 
     rec = copy.deepcopy(template_record)
     rec.pop("path", None)
@@ -251,10 +256,12 @@ def test_v1_records_are_upgraded_on_reading(tmp_path, template_record):
     assert new["data"]["fingerprint"] == rec["data"]["fingerprint"]
     assert new["metrics"] == rec["metrics"] and new["upgraded_from"] == "mlr-bench/run/v1"
     (tmp_path / "old.json").write_text(json.dumps(old))
-    (run,) = load_store(tmp_path).runs
-    assert run["config_hash"] == rec["config_hash"]
+    with pytest.raises(UserError, match="scripts/migrate_records.py"):
+        load_store(tmp_path)
+    assert load_store(tmp_path, skip_bad=True).runs == []
 
 
+@pytest.mark.slow
 def test_a_failed_report_leaves_the_previous_one(results, tmp_path, monkeypatch):
     """The report is built in a temp folder and swapped in whole: a failure part-way (a full
     disk on the second file) leaves the previous report as it was, and no temp folder."""
@@ -281,6 +288,7 @@ def test_a_failed_report_leaves_the_previous_one(results, tmp_path, monkeypatch)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["report", "results"])
 
 
+@pytest.mark.slow
 def test_temp_folders_of_a_killed_report_are_removed(results, tmp_path):
     out = tmp_path / "report"
     dead = tmp_path / ".report.99999999-abc.tmp"  # no such process
@@ -309,6 +317,7 @@ def _sweep(values: dict[int, float]) -> dict:
             for r, v in values.items()}
 
 
+@pytest.mark.slow
 def test_report_shows_the_resolution_sweep(tmp_path, template_record):
     """The sweep table is the mean ± std of the records' metrics.sweep per rate, unseen rates
     are starred, the sentence states the computed drop, and the figure is written."""
