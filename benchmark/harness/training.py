@@ -284,9 +284,8 @@ class TensorBoardHook(Hook):
         global_step = loop.global_step()
         for k, v in losses.items():
             self.writer.add_scalar(f"{stage.name}/step/{k}", v, global_step)
-        for name, opt in loop.optimizers.items():
-            self.writer.add_scalar(f"{stage.name}/lr/{name}", opt.param_groups[0]["lr"],
-                                   global_step)
+        for name, rate in loop.step_rates.items():
+            self.writer.add_scalar(f"{stage.name}/lr/{name}", rate, global_step)
 
     def after_period(self, loop, stage, period, entry, seconds):
         for k, v in entry.items():
@@ -341,6 +340,7 @@ class TrainLoop:
         self.start_step = 0  # the step this session started the current stage at
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, Any] = {}
+        self.step_rates: dict[str, float] = {}  # the learning rate of each optimiser's last step
         self.history: dict[str, list[dict[str, Any]]] = {}
         self.summaries: list[dict[str, Any]] = []
         self.seconds_before = 0.0
@@ -451,6 +451,8 @@ class TrainLoop:
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
             opt.step()
+        # the rate each optimiser took this step, before its schedule moves it on
+        self.step_rates = {k: float(o.param_groups[0]["lr"]) for k, o in self.optimizers.items()}
         for scheduler in self.schedulers.values():
             scheduler.step()
         return {k: float(v.detach()) for k, v in losses.items()}

@@ -96,3 +96,37 @@ def test_random_erasing_reaches_the_training_batches(monkeypatch):
         train(m, prep, cfg, torch.device("cpu"), 0, None, progress=False)
         filled = (seen[0] - mean_value).abs().amax(1) < 1e-6  # (B, H, W)
         assert bool(filled.flatten(1).sum(1).ge(4).all()) is expect
+
+
+@pytest.mark.slow
+def test_tensorboard_logs_each_steps_losses_and_rate_and_each_epochs_means(tmp_path):
+    """``run --tensorboard``: every re-id step's losses and learning rate, and each epoch's
+    means, read back from the event files."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from benchmark.harness.experiment import run_experiment
+
+    cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=3"])
+    record = run_experiment("baseline", "synthetic", cfg, out_dir=tmp_path, progress=False,
+                            tensorboard=True)
+    board = EventAccumulator(str(tmp_path / "tensorboard" / record["run_id"]))
+    board.Reload()
+    tags = set(board.Tags()["scalars"])
+    assert {"reid/step/loss", "reid/step/id", "reid/step/triplet", "reid/lr/main",
+            "reid/period/loss"} <= tags
+    steps = board.Scalars("reid/step/loss")
+    assert [e.step for e in steps] == [1, 2, 3, 4, 5, 6]
+    epochs = board.Scalars("reid/period/loss")
+    history = record["training"]["history"]
+    assert [e.step for e in epochs] == [1, 2]
+    assert [e.value for e in epochs] == pytest.approx([h["loss"] for h in history], rel=1e-6)
+    # the epoch mean is the mean of that epoch's step losses
+    assert epochs[0].value == pytest.approx(sum(e.value for e in steps[:3]) / 3, rel=1e-5)
+    # the rate each step took: the warm-up epoch rises from warmup_factor x base_lr, then the
+    # milestone at epoch 1 multiplies the base rate by gamma
+    t = cfg["train"]
+    rates = [e.value for e in board.Scalars("reid/lr/main")]
+    assert rates[0] == pytest.approx(t["base_lr"] * t["warmup_factor"], rel=1e-5)
+    assert rates[0] < rates[1] < rates[2] <= t["base_lr"]
+    assert rates[3:] == pytest.approx([t["base_lr"] * t["gamma"]] * 3, rel=1e-5)
