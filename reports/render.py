@@ -42,7 +42,15 @@ from reports.formatting import (
     md_table,
 )
 from reports.paper import check, ladder, paper_tables, table1, table2, table2_dataset
-from reports.results import GROUP, aggregate, cost_frame, load_store, runs_frame, sr_frame
+from reports.results import (
+    GROUP,
+    aggregate,
+    cost_frame,
+    load_store,
+    reproductions_frame,
+    runs_frame,
+    sr_frame,
+)
 from reports.visrank import draw, load_ranks
 
 log = logging.getLogger(__name__)
@@ -88,6 +96,7 @@ def _provenance_table(agg: pd.DataFrame) -> pd.DataFrame:
                      "trials": ",".join(map(str, p["trials"])),
                      "commits": ", ".join(x[:12] for x in p["commits"]),
                      "config": ", ".join(p["config_hashes"]), "device": "; ".join(p["devices"]),
+                     "kernels": "; ".join(p["kernels"]), "reproduced": p["reproduced"],
                      "weights": "; ".join(p["weights"]), "runs": ", ".join(p["run_ids"])})
     return pd.DataFrame(rows)
 
@@ -178,6 +187,7 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
                            "html": html_table(_provenance_table(sub))},
         })
     cost_view = cost.drop(columns=["path"]) if not cost.empty else cost
+    repro = reproductions_frame(store)
     lit = lit_mod.literature_table()
     return {
         "literature": {"md": md_table(lit), "html": html_table(lit),
@@ -190,6 +200,8 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
         "skipped": store.skipped, "sections": sections,
         "cost": {"md": md_table(cost_view), "html": html_table(cost_view)}
         if not cost.empty else None,
+        "reproductions": {"md": md_table(repro), "html": html_table(repro)}
+        if not repro.empty else None,
         "banner": GENERATED_BANNER, "footnote": FOOTNOTE, "aggregate": agg, "paper": paper,
     }
 

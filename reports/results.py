@@ -29,6 +29,10 @@ GROUP = ["profile", "method", "dataset", "config_hash", "data_source"]
 def runs_frame(store: Store) -> pd.DataFrame:
     """One row per LR->HR run record."""
     rows = []
+    reproduced: dict[str, list[tuple[str, str]]] = {}
+    for rep in store.reproductions:
+        env = rep["reproduced"].get("environment") or {}
+        reproduced.setdefault(rep["run_id"], []).append((kernels(env), rep["verdict"]))
     for r in store.runs:
         m = r["metrics"]
         if m.get("query_resolution", "lr") != "lr":
@@ -57,6 +61,48 @@ def runs_frame(store: Store) -> pd.DataFrame:
             "genuine_lr": bool(r["data"].get("protocol", {}).get("genuine_lr", False)),
             "rerank": m.get("rerank"),
             "gallery_ids": int(r["data"].get("counts", {}).get("gallery_ids") or 0),
+            "kernels": kernels(r["environment"]),
+            "reproductions": reproduced.get(r["run_id"], []),
+        })
+    return pd.DataFrame(rows)
+
+
+def kernels(env: dict[str, Any]) -> str:
+    """The kernels an environment block names, in a few words: the CPU capability (or the GPU),
+    ``portable`` when pinned, and the numerics fingerprint's first 8 digits; "not recorded"
+    for records older than numerics fingerprints."""
+    numerics = env.get("numerics") or {}
+    fp = numerics.get("fingerprint")
+    if not fp:
+        return "not recorded"
+    where = ((env.get("cuda") or {}).get("device")
+             or (env.get("cpu") or {}).get("torch_capability") or "?")
+    mode = " portable" if numerics.get("mode") == "portable" else ""
+    return f"{where}{mode} {fp[:8]}"
+
+
+def reproductions_frame(store: Store) -> pd.DataFrame:
+    """One row per reproduction record: where the run was made and reproduced, the verdict,
+    rank-1 in the record and here, and how many numbers differ."""
+    rows = []
+    for rep in sorted(store.reproductions, key=lambda x: (x["run_id"],
+                                                          x["reproduced"].get("created", ""))):
+        env = rep["reproduced"].get("environment") or {}
+        orig = rep["original"]
+        head = (rep.get("headline") or {}).get("metrics.rank1") or {}
+        where = orig.get("device_name") or "?"
+        if orig.get("fingerprint"):
+            where += f" ({orig.get('torch_capability') or '?'} {orig['fingerprint'][:8]})"
+        rows.append({
+            "run": rep["run_id"], "mode": rep.get("mode", "full"),
+            "record made on": where,
+            "reproduced on": f"{env.get('device_name', '?')} ({kernels(env)})",
+            "when": rep["reproduced"].get("created", ""), "verdict": rep["verdict"],
+            "rank-1 record -> here": (f"{head['record']:.2f} -> {head['here']:.2f}"
+                                      if head.get("record") is not None
+                                      and head.get("here") is not None else "—"),
+            "numbers differing": f"{rep.get('differing', len(rep['differences']))} of "
+                                 f"{rep['compared']}",
         })
     return pd.DataFrame(rows)
 
@@ -160,7 +206,22 @@ def provenance(g: pd.DataFrame) -> dict[str, Any]:
         "trials": sorted(set(int(t) for t in g["trial"])), "devices": sorted(set(g["device"])),
         "weights": sorted(set(g["weights"])),
         "data": "generated" if g["generated"].any() else "real",
+        "kernels": sorted(set(g["kernels"])),
+        "reproduced": _reproduced(g),
     }
+
+
+def _reproduced(g: pd.DataFrame) -> str:
+    """How often a cell's runs were reproduced, on how many machines (kernels), with what
+    verdicts."""
+    reps = [rep for reps in g["reproductions"] for rep in reps]
+    if not reps:
+        return "—"
+    runs = int(sum(1 for reps in g["reproductions"] if reps))
+    machines = len({k for k, _ in reps})
+    verdicts = ", ".join(f"{v} {n}" for v, n in sorted(pd.Series([v for _, v in reps])
+                                                       .value_counts().items()))
+    return f"{runs} of {len(g)} runs, on {machines} kernel setting(s): {verdicts}"
 
 
 def cost_frame(store: Store) -> pd.DataFrame:

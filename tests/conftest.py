@@ -41,3 +41,18 @@ def smoke_record(method: str) -> dict:
     import json
 
     return json.loads((ROOT / "tests" / "data" / "records" / f"{method}-smoke.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def kept_run(tmp_path_factory):
+    """A genuine smoke run of the Baseline with its kept weights and ranked lists, made once
+    per session by ``python -m benchmark run``'s entry point: (folder, record path). Tests copy
+    the folder before they change anything in it."""
+    from benchmark.cli import main
+
+    out = tmp_path_factory.mktemp("kept-run")
+    assert main(["run", "--method", "baseline", "--dataset", "synthetic", "--out", str(out),
+                 "--keep-model", "--no-progress", "--profile", "smoke", "--set",
+                 "model.weights=none"]) == 0
+    (record,) = [p for p in out.glob("*.json") if not p.name.endswith(".ranks.json")]
+    return out, record

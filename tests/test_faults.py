@@ -49,14 +49,10 @@ def crafted(path: Path, marker: Path, extra: dict | None = None) -> None:
     marker.unlink()
 
 
-@pytest.fixture(scope="module")
-def stored(tmp_path_factory):
+@pytest.fixture
+def stored(kept_run):
     """A genuine smoke run with its kept weights and ranked lists: (folder, record path)."""
-    out = tmp_path_factory.mktemp("stored")
-    assert main(["run", "--method", "baseline", "--dataset", "synthetic", "--out", str(out),
-                 "--keep-model", *SMOKE]) == 0
-    (record,) = [p for p in out.glob("*.json") if not p.name.endswith(".ranks.json")]
-    return out, record
+    return kept_run
 
 
 @pytest.fixture

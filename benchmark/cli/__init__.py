@@ -23,6 +23,7 @@ from benchmark.cli import (
     preview,
     profile,
     report,
+    reproduce,
     run,
     suite,
     synth,
@@ -51,7 +52,8 @@ EPILOG = ("Docs: docs/ (README.md links each page). Every command writes its res
 #: file system), whatever operation met them
 WRITE_ERRNOS = {28, 122, 30}  # ENOSPC, EDQUOT, EROFS
 #: the commands, in the order --help lists them
-COMMANDS = (list_cmd, run, profile, suite, report, synth, check_data, evaluate, visrank, preview)
+COMMANDS = (list_cmd, run, profile, suite, report, reproduce, synth, check_data, evaluate,
+            visrank, preview)
 
 
 def check_datasets_package() -> None:
@@ -145,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     show_progress_lines()
     previous = signal.signal(signal.SIGTERM, _terminate)  # preemption: clean up as Ctrl-C does
     try:
+        if getattr(args, "numerics", None) is not None or getattr(args, "threads", None):
+            from benchmark.core import numerics  # before any command imports torch
+
+            numerics.apply(args.numerics or "native", args.threads)
         return args.func(args)
     except UserError as exc:
         record = getattr(exc, "record", None)

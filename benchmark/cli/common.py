@@ -48,6 +48,19 @@ def check_tensorboard(args: argparse.Namespace) -> None:
                         "(or 'mlr-bench[tensorboard]')")
 
 
+def add_numerics(p: argparse.ArgumentParser) -> None:
+    """``--numerics`` and ``--threads``: applied by ``benchmark.cli.main`` before anything
+    imports torch (``benchmark.core.numerics``)."""
+    p.add_argument("--numerics", choices=("native", "portable"), default=None,
+                   help="native: the kernels this CPU dispatches to (default); portable: ATen, "
+                   "oneDNN and MKL pinned to AVX2 and 2 threads (unless --threads), for "
+                   "numbers equal across x86 CPU kinds, at some cost in speed (see "
+                   "docs/reproducibility.md)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads of torch, OpenMP and MKL (default: torch's, one per core; "
+                   "2 under --numerics portable)")
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
 

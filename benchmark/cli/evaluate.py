@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.cli.common import add_device, print_summary
+from benchmark.cli.common import add_device, add_numerics, print_summary
 from benchmark.core.checks import check_parent_writable
 from benchmark.core.errors import UserError
 
@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None,
                    help="where the run's data is now (default: the data root its record names)")
     add_device(p)
+    add_numerics(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
     return p

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmark.cli.common import add_device, add_profile_set
+from benchmark.cli.common import add_device, add_numerics, add_profile_set
 from benchmark.core import names
 from benchmark.core.checks import check_out_dir
 from benchmark.core.errors import UserError
@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help=f"method ({', '.join(methods)}), module:Class, or all")
     add_profile_set(p, "config profile whose input size and backbone are measured")
     add_device(p)
+    add_numerics(p)
     p.add_argument("--batch-size", type=int, default=8, help="images per step (default: 8; "
                    "halved and retried on CUDA out-of-memory)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast")

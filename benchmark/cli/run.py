@@ -9,6 +9,7 @@ from benchmark.cli.common import (
     add_data_root,
     add_device,
     add_keep_model,
+    add_numerics,
     add_profile_set,
     add_tensorboard,
     check_tensorboard,
@@ -37,6 +38,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     p.add_argument("--out", default="results", help="results folder (default: results/)")
     add_device(p)
+    add_numerics(p)
     p.add_argument("--all-trials", action="store_true",
                    help="run every trial of a multi-trial protocol (one record each) and "
                    "print mean ± std; otherwise --set data.trial=K picks one (default 0)")

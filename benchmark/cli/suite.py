@@ -9,6 +9,7 @@ from benchmark.cli.common import (
     add_data_root,
     add_device,
     add_keep_model,
+    add_numerics,
     add_tensorboard,
     check_tensorboard,
 )
@@ -30,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_data_root(p)
     p.add_argument("--out", default="results", help="results folder (default: results/)")
     add_device(p)
+    add_numerics(p)
     add_keep_model(p)
     add_tensorboard(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")

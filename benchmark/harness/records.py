@@ -28,6 +28,10 @@ RANKS_SCHEMA = 1
 PROFILE_SCHEMA = "mlr-bench/profile/v1"
 #: earlier run-record schemas the reports still read (upgraded in memory)
 OLD_RUN_SCHEMAS = ("mlr-bench/run/v1",)
+#: a reproduction of a stored run on some machine (``python -m benchmark reproduce``)
+REPRODUCTION_SCHEMA = "mlr-bench/reproduction/v1"
+#: the verdicts of a reproduction
+VERDICTS = ("identical", "nondeterministic", "different kernels", "kernels unknown")
 
 
 #: the sections of defaults.yaml, read by every run
@@ -244,12 +248,31 @@ LEGACY_SECTIONS = {"ftwa": "ftwa", "ftwa-r": "ftwa", "ftwa-b": "ftwa", "sr-bicub
 NOT_RECORDS = ("MLRBENCH_GENERATED.json",)
 
 
+def reproduction_problem(data: Any, path: str | os.PathLike | None = None) -> str | None:
+    """What is wrong with a reproduction record, or None (its fields name files and become
+    report text)."""
+    if not isinstance(data, dict) or data.get("schema") != REPRODUCTION_SCHEMA:
+        return f"not a reproduction record (schema {REPRODUCTION_SCHEMA})"
+    for key, kind in (("run_id", str), ("verdict", str), ("original", dict),
+                      ("reproduced", dict), ("compared", int), ("differences", list)):
+        if not isinstance(data.get(key), kind):
+            return f"a reproduction record without a valid '{key}'"
+    if not is_name(data["run_id"]):
+        return f"a reproduction record whose run_id {data['run_id'][:80]!r} is not a plain name"
+    if data["verdict"] not in VERDICTS:
+        return f"a reproduction record with an unknown verdict {data['verdict'][:40]!r}"
+    if path is not None and not Path(path).name.startswith(data["run_id"] + ".reproduction."):
+        return f"a reproduction record of run {data['run_id']} under another name"
+    return None
+
+
 @dataclass
 class Store:
-    """The records of a results folder: run records and profile records."""
+    """The records of a results folder: run records, profile records and reproductions."""
 
     runs: list[dict[str, Any]] = field(default_factory=list)
     profiles: list[dict[str, Any]] = field(default_factory=list)
+    reproductions: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
 
@@ -277,8 +300,8 @@ def scan_results(folder: str | Path, skip_bad: bool = False) -> Store:
             schema = None
             data = None
         else:
-            problem = (f"{path} is not an mlr-bench record (expected schema {SCHEMA} or "
-                       f"{PROFILE_SCHEMA}, found {schema!r})")
+            problem = (f"{path} is not an mlr-bench record (expected schema {SCHEMA}, "
+                       f"{PROFILE_SCHEMA} or {REPRODUCTION_SCHEMA}, found {schema!r})")
         if schema in OLD_RUN_SCHEMAS:
             schema, problem = None, (f"{path} is a run record of schema {data['schema']}: "
                                      "`python scripts/migrate_records.py FOLDER` rewrites it in "
@@ -293,6 +316,10 @@ def scan_results(folder: str | Path, skip_bad: bool = False) -> Store:
             incomplete = profile_problem(data, path)
             if incomplete:
                 schema, problem = None, f"{path} is {incomplete}"
+        if schema == REPRODUCTION_SCHEMA:
+            incomplete = reproduction_problem(data, path)
+            if incomplete:
+                schema, problem = None, f"{path} is {incomplete}"
         if schema == SCHEMA:
             if data["run_id"] in seen:  # one run found twice (a copy in another folder)
                 log.warning("skipped %s: run %s is already read from %s", path, data["run_id"],
@@ -303,6 +330,8 @@ def scan_results(folder: str | Path, skip_bad: bool = False) -> Store:
             store.runs.append(data | {"_path": str(path)})
         elif schema == PROFILE_SCHEMA:
             store.profiles.append(data | {"_path": str(path)})
+        elif schema == REPRODUCTION_SCHEMA:
+            store.reproductions.append(data | {"_path": str(path)})
         elif skip_bad:
             log.warning("skipped %s", problem)
             store.skipped.append(problem)

@@ -12,6 +12,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from benchmark.core import progress as progress_log
 from benchmark.core.errors import UserError, short
 from benchmark.core.torchio import load_torch
@@ -52,20 +54,16 @@ def stored_config(record: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return cfg
 
 
-def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: str | None = None,
-                    device_name: str = "auto", progress: bool = True,
-                    cache: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate a stored run again from its kept weights (``<run id>.model.pt``, written by
-    ``--keep-model``) and add what ``overrides`` ask for. The run's identity (its config and its
-    data's fingerprint) must be unchanged and its main metrics must come out as stored; the
-    record is rewritten atomically with the additions and a ``reevaluated`` entry saying when
-    and what. ``cache``: a dict kept across calls, so runs on the same data at the same input
-    size decode their images once."""
-    path = Path(record_path)
-    record = load_record(path)
+def evaluate_kept(path: Path, record: dict[str, Any], cfg: dict[str, Any],
+                  data_root: str | None = None, device_name: str = "auto",
+                  progress: bool = True, cache: dict[str, Any] | None = None
+                  ) -> tuple[dict[str, Any], RunPaths, torch.device, float]:
+    """Evaluate the kept weights of the run stored at ``path`` under ``cfg`` (its own config,
+    with any measurement-only additions): the run's identity (its config and its data's
+    fingerprint) is checked first, then the weights (read weights-only). Returns the
+    evaluation, the run's paths, the device and the seconds it took."""
     rid = record["run_id"]
     paths = RunPaths(path.parent, rid)
-    cfg = stored_config(record, overrides)
     if not paths.model.is_file():
         raise UserError(f"{path}: no kept weights {paths.model.name} beside it; train the run "
                         "with --keep-model (`run ... --keep-model --force`) to evaluate it again")
@@ -107,6 +105,23 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
         method.to(device)
         progress_log.phase(f"{rid}: evaluating again from {paths.model.name}")
         evaluation = evaluate(method, prep, cfg, device, int(record["seed"]), progress)
+    return evaluation, paths, device, time.perf_counter() - t0
+
+
+def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: str | None = None,
+                    device_name: str = "auto", progress: bool = True,
+                    cache: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Evaluate a stored run again from its kept weights (``<run id>.model.pt``, written by
+    ``--keep-model``) and add what ``overrides`` ask for. The run's identity (its config and its
+    data's fingerprint) must be unchanged and its main metrics must come out as stored; the
+    record is rewritten atomically with the additions and a ``reevaluated`` entry saying when
+    and what. ``cache``: a dict kept across calls, so runs on the same data at the same input
+    size decode their images once."""
+    path = Path(record_path)
+    record = load_record(path)
+    cfg = stored_config(record, overrides)
+    evaluation, paths, device, seconds = evaluate_kept(path, record, cfg, data_root,
+                                                       device_name, progress, cache)
     evaluation.pop("embeddings")
     ranks = evaluation.pop("ranks")
     old, new = record["metrics"], evaluation["metrics"]
@@ -131,7 +146,7 @@ def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: st
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "from": paths.model.name, "added": added, "set": overrides,
         "main_metrics_drift": drift or None, "device": str(device),
-        "seconds": round(time.perf_counter() - t0, 1)})
+        "seconds": round(seconds, 1)})
     for key in ("skipped", "path", "model_path", "ranks_path"):
         record.pop(key, None)
     write_json_atomic(path, record, within=path.parent)
