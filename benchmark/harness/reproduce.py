@@ -15,7 +15,7 @@ record's, exactly. The verdict:
   config where the record's folder holds its other seeds;
 * ``kernels unknown``: some differ and the record predates numerics fingerprints.
 
-A reproduction record (``<run id>.reproduction.<when>-<fingerprint>.json``, schema
+A reproduction record (``<run id>.reproduction.<when>-<fingerprint>[-eval].json``, schema
 ``mlr-bench/reproduction/v1``) is written to ``--out``: the report counts the machines a run
 was reproduced on and shows each verdict.
 """
@@ -247,8 +247,15 @@ def reproduce(record_path: str | Path, out: str | Path = "reproductions",
                        "environment": here_env,
                        "run_folder": str(kept_run) if kept_run else None},
     }
-    name = f"{rid}.reproduction.{now.strftime('%Y%m%dT%H%M%SZ')}-{here_fp[:8]}.json"
-    target = out / name
+    # the mode is in the name and an existing file is never replaced: a full reproduction and
+    # an evaluation-only one made within the same second are two records
+    stem = (f"{rid}.reproduction.{now.strftime('%Y%m%dT%H%M%SZ')}-{here_fp[:8]}"
+            f"{'-eval' if eval_only else ''}")
+    target = out / f"{stem}.json"
+    n = 1
+    while target.exists():
+        n += 1
+        target = out / f"{stem}-{n}.json"
     write_json_atomic(target, repro, within=out)
     lines = explain(verdict, diffs, repro["compared"], original_env, here_env, spread,
                     eval_only)
