@@ -51,14 +51,27 @@ def degrade(x: torch.Tensor, rates: list[int], generator: torch.Generator | None
     than the input (a 128x64 Market crop at 256x128 would give the twin of rate 2r); the target
     size is therefore taken relative to the native size (docs/methods/ftwa.md, "The twin at the
     true rate")."""
+    return degrade_at(x, draw_rates(x.shape[0], rates, generator, fixed), native_size)
+
+
+def draw_rates(b: int, rates: list[int], generator: torch.Generator | None = None,
+               fixed: int | None = None) -> torch.Tensor:
+    """The rate of each of ``b`` images: ``fixed``, or drawn uniformly from ``rates`` with
+    ``generator`` (the draw ``degrade`` makes)."""
+    if fixed is not None:
+        return torch.full((b,), int(fixed))
+    if b == 0:
+        return torch.zeros(0, dtype=torch.long)
+    pick = torch.randint(0, len(rates), (b,), generator=generator)
+    return torch.tensor([int(rates[i]) for i in pick])
+
+
+def degrade_at(x: torch.Tensor, r: torch.Tensor, native_size: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """``degrade`` with each image's rate given (``r``, (B,))."""
     b, _, h, w = x.shape
     if b == 0:
         return x
-    if fixed is not None:
-        r = torch.full((b,), int(fixed))
-    else:
-        pick = torch.randint(0, len(rates), (b,), generator=generator)
-        r = torch.tensor([int(rates[i]) for i in pick])
     if native_size is None:
         native = torch.tensor([[h, w]]).expand(b, 2)
     else:

@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmark.core.errors import UserError
 from benchmark.harness import environment
 from benchmark.harness.records import PROFILE_SCHEMA as SCHEMA
-from methods import Batch, Method, build_method
+from methods import Batch, Method, StepContext, build_method
 
 
 def _sync(device: torch.device) -> None:
@@ -120,13 +120,19 @@ def _measure(method: Method, cfg: dict[str, Any], device: torch.device, batch: i
     embed = torch.compile(method.embed) if compiled else method.embed
     step_fn = torch.compile(method.training_step) if compiled else method.training_step
     out: dict[str, Any] = {}
-    optimizer = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=1e-5)
+    optimizers = method.reid_optimizers(
+        lambda params: torch.optim.Adam([p for p in params if p.requires_grad], lr=1e-5))
     k = int(cfg["train"]["num_instances"])
     train_size = batch - batch % k or k  # whole identities of K images
     train_batch = training_batch(method, train_size, k,
                                  random_images(train_size, size, device, channels_last))
 
     def train_step():
+        if method.manual_optimization:  # the method updates its optimisers (a discriminator's)
+            with autocast:
+                step_fn(train_batch, StepContext(optimizers, 0, device, lambda loss, name: None))
+            return
+        (optimizer,) = optimizers.values()
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             loss = step_fn(train_batch)["loss"]

@@ -39,6 +39,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -453,8 +454,13 @@ class TrainLoop:
             opt.step()
         # the rate each optimiser took this step, before its schedule moves it on
         self.step_rates = {k: float(o.param_groups[0]["lr"]) for k, o in self.optimizers.items()}
-        for scheduler in self.schedulers.values():
-            scheduler.step()
+        with warnings.catch_warnings():
+            # every schedule follows the stage's step, also an optimiser's that this step did
+            # not update (a discriminator before its GAN steps): torch's warning does not apply
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step",
+                                    category=UserWarning)
+            for scheduler in self.schedulers.values():
+                scheduler.step()
         return {k: float(v.detach()) for k, v in losses.items()}
 
     def global_step(self) -> int:
