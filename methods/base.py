@@ -214,6 +214,9 @@ class Method(nn.Module, metaclass=ABCMeta):
     triplet_under_ddp: ClassVar[str] = "per process"
     #: the name of the test distance, recorded with the metrics (None: eval.distance)
     distance_name: str | None = None
+    #: whether that distance L2-normalises the features, recorded with the metrics (None:
+    #: eval.normalize; a method with a distance of its own that ignores it says False)
+    feature_normalized: bool | None = None
     #: ``embed(images, is_lr, native_size=...)`` is called with each image's size as captured
     uses_native_size: ClassVar[bool] = False
 

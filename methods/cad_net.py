@@ -100,6 +100,7 @@ class Decoder(nn.Module):
 @register_method
 class CADNet(Method):
     name = "cad-net"
+    triplet_under_ddp = "gathered"  # the triplet loss mines over every process's batch
     description = ("CAD-Net-style (a reading; no official code): encoder, HR-recovering decoder, "
                    "feature and image discriminators, classifier on [f, g]")
     config_section = "cad_net"

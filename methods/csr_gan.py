@@ -342,7 +342,10 @@ class CSRGAN(Method):
         self.classifier = nn.Linear(dim, num_classes)
         nn.init.normal_(self.classifier.weight, std=0.001)
         nn.init.zeros_(self.classifier.bias)
-        self.vgg, self.vgg_origin = load_vgg19(c["vgg_weights"])
+        # VGG19 is a fixed loss network, not part of the model: kept out of the module tree,
+        # so that it is neither counted, nor saved with the weights, nor in module_roles
+        vgg, self.vgg_origin = load_vgg19(c["vgg_weights"])
+        self._vgg: list[nn.Module] = [vgg] if vgg is not None else []
         self.rates = [int(x) for x in cfg["data"]["rates"]]
         # the HR images' height as captured, measured on the first training batch: an LR
         # image's scale is its height over this (0: not measured, the input height stands in)
@@ -385,11 +388,21 @@ class CSRGAN(Method):
     def _vgg_input(self, x: torch.Tensor) -> torch.Tensor:
         return from_pixels(_resize((x + 1.0) / 2.0, (224, 224)))
 
+    @property
+    def vgg(self) -> nn.Module | None:
+        return self._vgg[0] if self._vgg else None
+
+    def _vgg_on(self, x: torch.Tensor) -> nn.Module:
+        vgg = self._vgg[0]
+        if next(vgg.parameters()).device != x.device:
+            vgg.to(x.device)
+        return vgg
+
     def vgg_pool4(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vgg.features[:28](self._vgg_input(x))
+        return self._vgg_on(x).features[:28](self._vgg_input(x))
 
     def vgg_fc8(self, x: torch.Tensor) -> torch.Tensor:
-        return self.vgg(self._vgg_input(x))
+        return self._vgg_on(x)(self._vgg_input(x))
 
     # -- training ------------------------------------------------------------------------------
     def stages(self) -> list[Stage]:

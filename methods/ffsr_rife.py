@@ -47,8 +47,9 @@ OPTIONS = {
     "ffsr_width": Option(64, "FFSR's width w (the code's 64; its layers are w, 2w and 4w "
                          "wide)", low=4),
     "gate_hidden": Option(16, "hidden units of each gate's FC (the code's 16)", low=1),
-    "normalize": Option(False, "L2-normalise the test feature (the code does not; its squared "
-                        "Euclidean distance ranks as the Euclidean one)"),
+    "normalize": Option(False, "true: the suite's test distance (eval.distance, eval.normalize); "
+                        "false: the code's, Euclidean on the raw feature (its squared Euclidean "
+                        "distance ranks as the Euclidean one)"),
     "twins": Option(True, "add each HR image's synthetic LR twin to the batch, with the HR "
                     "image as its SR target"),
 }
@@ -71,7 +72,7 @@ def focus_mask(height: int, width: int, kind: str) -> torch.Tensor:
 
 class FFSR(nn.Module):
     """The code's auto-encoder (no BatchNorm; every convolution with a bias; ReLU), at width
-    w = 64 as coded: two stride-2 kernel-2 convolutions down (the first without activation)
+    w = 64 as coded: two stride-2 kernel-2 convolutions down (neither with an activation)
     with a 5x5 and a 3x3 convolution, two residual bottlenecks 4w -> w -> w -> 4w at a quarter
     of the size, two kernel-2 transposed convolutions up with the 5x5's output concatenated
     between them, and the input added to the output. Works on ImageNet-normalised images;
@@ -153,6 +154,7 @@ class _FFSRRIFE(Method):
         self.rates = [int(x) for x in cfg["data"]["rates"]]
         if not o["normalize"]:
             self.distance_name = "euclidean, unnormalised (ranks as the code's squared one)"
+            self.feature_normalized = False
 
     def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor],
                                                          torch.Tensor]:

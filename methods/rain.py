@@ -52,6 +52,7 @@ def confusion(logits: torch.Tensor) -> torch.Tensor:
 @register_method
 class RAIN(Method):
     name = "rain"
+    triplet_under_ddp = "gathered"  # the triplet loss mines over every process's batch
     description = ("RAIN-style (a reading; no official code): ResNet + BN-neck with a feature "
                    "discriminator trained adversarially against it, ID + triplet loss")
     config_section = "rain"

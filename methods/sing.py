@@ -16,8 +16,11 @@ official Caffe code (``jiaojiening/SRCNN_JSTL`` at commit 9faf233: the scale-ada
   cross-entropy per group (HR, SR of each rate's copies, SR of the real LR images at each rate:
   7 terms at rates 2, 3, 4, weight 1 each) plus, per rate, the Euclidean loss of the SR image to
   the HR crop (Caffe's sum / 2N on 0-255 pixels, weight 1).
-* Solver: the code's SGD (0.01, momentum 0.9, weight decay 5e-4 on weights, biases at twice the
-  rate without decay), the SRCNNs at 1e-8 of the rate (``sing.sr_lr_mult``: practically frozen).
+* Solver: the code's SGD (0.01, momentum 0.9; weights with decay 5e-4, biases at twice the rate
+  and BatchNorm's scale and shift at the rate, both without decay), the SRCNNs' conv1 and conv2
+  weights at 1e-8 of the rate and their biases and conv3 at 1e-9 (``sing.sr_lr_mult`` and a
+  tenth of it: practically frozen); the suite's warm-up and step schedule over it, where the
+  code's solver decays it polynomially.
   The code starts them from Dong et al.'s SRCNN weights, which are not here: a pre-training
   stage (``sing-srcnn``, MSE on Y of the training split's HR images) stands in, recorded.
 * Test: the fc7_bn feature (256-d, before the ReLU), Euclidean; an LR query goes through every
@@ -58,8 +61,9 @@ OPTIONS = {
                     "prototxt) or suite (model.arch's ResNet)", ("jstl", "suite")),
     "shared_conv3": Option(False, "one last SRCNN layer for every rate (the non-multitask "
                            "variant); the multitask model the code evaluates has one per rate"),
-    "sr_lr_mult": Option(1e-8, "SRCNN learning rate as a fraction of the trunk's (the code's "
-                         "1e-8: practically frozen)", low=0.0),
+    "sr_lr_mult": Option(1e-8, "SRCNN learning rate as a fraction of the trunk's: conv1 and "
+                         "conv2 weights at this, their biases and conv3 at a tenth (the code's "
+                         "1e-8 and 1e-9: practically frozen)", low=0.0),
     "sr_pretrain_steps": Option(2000, "SRCNN pre-training steps standing in for Dong et al.'s "
                                 "weights (0: the code's filler, which makes Y about 0)", low=0),
     "sr_pretrain_lr": Option(0.001, "SRCNN pre-training: Adam learning rate", low=0.0),
@@ -179,6 +183,31 @@ class ResNetTrunk(nn.Module):
             self.net.maxpool(self.net.relu(self.net.bn1(self.net.conv1(x)))))))))
 
 
+def sing_param_groups(method: nn.Module, mult: float) -> dict[str, list[nn.Parameter]]:
+    """The prototxt's learning-rate classes (solver base_lr 0.01 x lr_mult, decay_mult): every
+    convolution and fully connected weight 1 (decay 1), their biases 2 (decay 0), BatchNorm's
+    scale and shift 1 (decay 0); in the SRCNNs, conv1's and conv2's weights ``mult`` (1e-8),
+    their biases and all of conv3 ``mult`` / 10 (1e-9), decay 0."""
+    bn = {id(p) for m in method.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+          for p in m.parameters()}
+    out: dict[str, list[nn.Parameter]] = {k: [] for k in
+                                          ("weights", "biases", "bn", "srcnn_weights",
+                                           "srcnn_rest")}
+    seen: set[int] = set()
+    for name, p in method.named_parameters():
+        if id(p) in seen:  # a shared conv3 is listed once
+            continue
+        seen.add(id(p))
+        if name.startswith("srcnn."):
+            last = ".conv3." in name
+            out["srcnn_weights" if name.endswith("weight") and not last else "srcnn_rest"].append(p)
+        elif id(p) in bn:
+            out["bn"].append(p)
+        else:
+            out["weights" if p.dim() > 1 else "biases"].append(p)
+    return out
+
+
 class SRCNNPretraining(Stage):
     """Each rate's SRCNN alone on (Y of the HR image down-sampled at that rate, Y of the HR
     image cropped), MSE on 0-1, Adam: standing in for Dong et al.'s pre-trained weights."""
@@ -256,6 +285,12 @@ class SING(Method):
             raise UserError(f"sing: model.input_size {h}x{w} is too small for the SRCNNs' "
                             f"valid convolutions (they take {SHRINK} pixels off every side)")
         self.rates = [int(x) for x in cfg["data"]["rates"]]
+        # the code's distances: Euclidean on the raw fc7_bn features (eval.normalize and
+        # eval.distance do not apply), per rate, then averaged or routed
+        self.feature_normalized = False
+        self.distance_name = ("euclidean per rate, each matrix divided by its sum, averaged"
+                              if s["test"] == "average" else
+                              "euclidean at the SRCNN of the rate nearest the query's")
         shared = nn.Conv2d(32, 1, 5) if s["shared_conv3"] else None
         self.srcnn = nn.ModuleList(SRCNN(shared) for _ in self.rates)
         if s["trunk"] == "jstl":
@@ -300,14 +335,13 @@ class SING(Method):
             opt.add_param_group({"params": list(self.srcnn.parameters()),
                                  "lr": opt.defaults["lr"] * mult, "weight_decay": 0.0})
             return {"main": opt}
-        weights = [p for n, p in self.named_parameters()
-                   if not n.startswith("srcnn.") and n.endswith("weight") and p.dim() > 1]
-        ids = {id(p) for p in weights}
-        others = [p for p in rest if id(p) not in ids]
+        groups = sing_param_groups(self, mult)
         return {"main": torch.optim.SGD([
-            {"params": weights, "lr": 0.01, "weight_decay": 5e-4},
-            {"params": others, "lr": 0.02, "weight_decay": 0.0},
-            {"params": list(self.srcnn.parameters()), "lr": 0.01 * mult, "weight_decay": 0.0},
+            {"params": groups["weights"], "lr": 0.01, "weight_decay": 5e-4},
+            {"params": groups["biases"], "lr": 0.02, "weight_decay": 0.0},
+            {"params": groups["bn"], "lr": 0.01, "weight_decay": 0.0},
+            {"params": groups["srcnn_weights"], "lr": 0.01 * mult, "weight_decay": 0.0},
+            {"params": groups["srcnn_rest"], "lr": 0.01 * mult / 10, "weight_decay": 0.0},
         ], lr=0.01, momentum=0.9)}
 
     def training_step(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -38,7 +38,8 @@ class Claim:
     kind: str = "paper"  # paper: the paper's claim; control: a confound control
 
 
-#: the paper's claims (section 3.4, Table 2, Table 1) and the controls of issue #13
+#: the paper's claims (section 3.4, Table 2, Table 1: FTWA above each row of the field) and the
+#: controls of issue #13
 CLAIMS = [
     Claim("FTWA-B > Baseline (two streams help)", "ftwa-b", "baseline"),
     Claim("FTWA-R >> FTWA-B (RAFT helps)", "ftwa-r", "ftwa-b"),
@@ -46,6 +47,12 @@ CLAIMS = [
     Claim("FTWA > SR-then-ReID (bicubic)", "ftwa", "sr-bicubic"),
     Claim("FTWA > SR-then-ReID (two-stage learned SR)", "ftwa", "sr-two-stage"),
     Claim("FTWA > SR-then-ReID (joint SR + ReID)", "ftwa", "sr-joint"),
+    # Table 1: FTWA against each system of the field the suite runs, the literal FTWA and the
+    # guarded one (SWA's weights detached, issue #13)
+    *[Claim(f"FTWA{' ' + tag if tag else ''} > {row} (Table 1)", ftwa, method)
+      for method, row in (("sing", "SING"), ("csr-gan", "CSR-GAN"), ("ffsr-rife", "RIFE"),
+                          ("rain", "RAIN-style"), ("cad-net", "CRGAN (CAD-Net-style)"))
+      for tag, ftwa in (("", "ftwa"), ("[swa_weights=detached]", "ftwa [swa_weights=detached]"))],
     Claim("resolution invariance: FTWA's rank-1 varies less over r than the Baseline's",
           "ftwa", "baseline", quantity="rate_spread"),
     Claim("control: down-sampling augmentation alone (Baseline-aug > Baseline)",

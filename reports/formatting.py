@@ -58,7 +58,8 @@ def display_table1(long: pd.DataFrame) -> pd.DataFrame:
     for (name, status), g in long.groupby(["method", "status"], sort=False):
         row = {"method": name, "status": status}
         for _, c in g.iterrows():
-            column = f"{names.get(c['dataset'], c['dataset'])} {c['rank']}"
+            column = (f"{names[c['dataset']]} {c['rank']}" if c["dataset"] in names else
+                      f"{c['dataset']} (not in the paper) {c['rank']}")
             row[column] = cell_text(c["paper"], c["mean"], c["std"], c["n"],
                                     bool(c.get("generated", False)))
         out.append(row)

@@ -127,7 +127,9 @@ def literature_table(data: dict[str, Any] | None = None) -> pd.DataFrame:
     rows = []
     for name, entry in data["methods"].items():
         row = {"method": row_name(name, entry, data),
-               "runs in the suite": entry.get("in_suite") or MISSING}
+               "runs in the suite": (f"{entry['in_suite']} (a reading: no code exists)"
+                                     if entry.get("in_suite") and entry.get("reading") else
+                                     entry.get("in_suite") or MISSING)}
         for dataset in data["datasets"]:
             cell = merged(entry, dataset)
             if cell is None:

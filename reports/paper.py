@@ -70,6 +70,14 @@ def table1_datasets(paper: dict[str, Any]) -> list[str]:
     return [d for d in paper["datasets"] if d in names]
 
 
+def extra_datasets(agg: pd.DataFrame, profile: str, paper: dict[str, Any]) -> list[str]:
+    """The datasets with runs at ``profile`` that are not columns of the paper's tables."""
+    if agg.empty:
+        return []
+    ran = set(agg[agg.profile == profile].dataset)
+    return sorted(ran - set(paper["datasets"]))
+
+
 def _cell(agg: pd.DataFrame, profile: str, label: str | None, dataset: str
           ) -> dict[str, Any] | None:
     if label is None or agg.empty:
@@ -102,7 +110,9 @@ def _labels(agg: pd.DataFrame, profile: str, datasets: list[str]) -> dict[str, s
 
 
 def _row_name(paper_row: str, label: str, method: str) -> str:
-    return paper_row if label == method else f"{paper_row} {label[len(method):].strip()}"
+    reading = (suite_rows().get("readings") or {}).get(method)
+    row = f"{paper_row} (run here: {reading}, a reading)" if reading else paper_row
+    return row if label == method else f"{row} {label[len(method):].strip()}"
 
 
 def table1(agg: pd.DataFrame, profile: str, paper: dict[str, Any]) -> pd.DataFrame:
@@ -111,9 +121,18 @@ def table1(agg: pd.DataFrame, profile: str, paper: dict[str, Any]) -> pd.DataFra
     profile gives one row per config variant. The paper's rows that the suite does not run keep
     their published numbers, marked "published, not run here"; a method of the suite with no
     run at this profile on these datasets is marked so."""
+    names = paper_names()
     columns = table1_datasets(paper)
     labels = _labels(agg, profile, columns)
-    names = paper_names()
+    # a dataset the paper does not have (the generated one) becomes a column after the paper's
+    # when a method of the paper's table ran on it: its cells have no published number beside
+    # them, and only the paper's methods take rows for it (not every control of the suite)
+    extra = [d for d in extra_datasets(agg, profile, paper)
+             if any(names.get(m) in paper["table1"] for m in _labels(agg, profile, [d]).values())]
+    for d in extra:
+        labels.update({lab: m for lab, m in _labels(agg, profile, [d]).items()
+                       if names.get(m) in paper["table1"]})
+    columns = columns + extra
     entries: list[tuple[str, str | None, dict | None]] = []  # (row name, label, published)
     for row, published in paper["table1"].items():
         ours = [lab for lab, m in labels.items() if names.get(m) == row]

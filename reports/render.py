@@ -66,7 +66,9 @@ FOOTNOTE = (f"{MISSING} : no number — the paper gives none for that cell, or t
             "value\" puts a run on generated data beside the paper's number without a "
             "difference, since the two measure different data. \"n/a (queries genuinely LR)\": "
             "the protocol's queries were captured at low resolution (CAVIAR), so there is no HR "
-            "version of them for the HR->HR control.")
+            "version of them for the HR->HR control. A column \"(not in the paper)\" is a "
+            "dataset the paper has no column for (the generated one), where the paper's methods "
+            "ran here: their own numbers, with nothing published to compare.")
 
 
 @dataclass

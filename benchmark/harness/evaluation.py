@@ -123,7 +123,8 @@ def evaluate(method: Method, prep: Prepared, cfg: dict[str, Any], device: torch.
             "query_resolution": ecfg["query_resolution"],
             "distance": method.distance_name or ecfg["distance"],
             "alternative_distances": alternatives,
-            "normalized": ecfg["normalize"],
+            "normalized": (ecfg["normalize"] if method.feature_normalized is None
+                           else method.feature_normalized),
             "ties": "stable sort (gallery order)",
             "by_rate": by_rate,
         } | sweep | ({"rerank": rerank} if rerank is not None else {}),

@@ -147,7 +147,8 @@ def test_training_mask_limits_the_training_images(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("method", ["baseline", "baseline-aug", "sr-bicubic", "sr-two-stage",
-                                    "sr-joint", "ftwa-b", "ftwa-r", "ftwa"])
+                                    "sr-joint", "ftwa-b", "ftwa-r", "ftwa", "sing", "csr-gan",
+                                    "ffsr-rife", "rife", "ffsr", "rain", "cad-net"])
 def test_every_method_gets_the_baselines_reid_steps(method):
     """Every built-in method trains on all training images (sr-bicubic once trained on the HR
     ones only, which halved its steps), so the re-id step budget, derived from the training set

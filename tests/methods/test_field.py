@@ -292,15 +292,54 @@ def test_csr_gan_stage_trains_generators_then_discriminators_and_freezes_them(sm
     assert isinstance(main, torch.optim.SGD) and main.defaults["lr"] == 1e-3
 
 
-def test_sing_srcnns_learn_at_a_hundred_millionth_of_the_trunks_rate(smoke):
-    cfg = load_config("smoke", ["model.weights=none", "sing.trunk=suite"])
+class _FakeVGG(torch.nn.Module):
+    """VGG19's shape where the terms read it (features[:28], the logits), a few weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = torch.nn.Sequential(*[torch.nn.Identity() for _ in range(27)],
+                                            torch.nn.Conv2d(3, 2, 1))
+        self.head = torch.nn.Linear(3, 5)
+
+    def forward(self, x):
+        return self.head(x.mean((2, 3)))
+
+
+def test_csr_gan_with_vgg_weights_keeps_vgg_out_of_the_model(smoke, monkeypatch):
+    """With VGG19 weights the VGG terms train the generators, and VGG19 (a fixed loss network)
+    is neither a parameter of the model, nor in its saved weights, nor left out of its roles."""
+    vgg = _FakeVGG()
+    monkeypatch.setattr(csr_gan, "load_vgg19", lambda setting: (vgg, "imagenet (test)"))
+    m = METHODS["csr-gan"](smoke, 4)
+    m.parameter_breakdown()  # raises when a module is left out of module_roles
+    assert not any(k.startswith("_vgg") or "vgg" in k for k in m.state_dict())
+    assert {id(p) for p in vgg.parameters()}.isdisjoint(id(p) for p in m.parameters())
+    stage = csr_gan.CSRGANTraining(m)
+    opts = stage.optimizers()
+    pyramid = m.pyramid(torch.rand(4, 3, 64, 32) * 2 - 1)
+    out = stage.step(pyramid, StepContext(opts, stage.init_steps, CPU, lambda loss, n: None))
+    assert float(out["vgg"]) > 0.0 and "vgg_id" in out
+
+
+@pytest.mark.parametrize("shared", [False, True])
+def test_sing_learning_rates_are_the_prototxts(shared):
+    """The solver's base_lr 0.01 x each blob's lr_mult: weights 1 (decay), biases 2, BatchNorm
+    1 (no decay); SRCNN conv1/conv2 weights 1e-8, their biases and conv3 1e-9."""
+    cfg = load_config("smoke", ["model.weights=none", f"sing.shared_conv3={str(shared).lower()}"])
     m = METHODS["sing"](cfg, 4)
     (opt,) = m.reid_optimizers(lambda p: None).values()
-    sr = {id(p) for p in m.srcnn.parameters()}
-    rates = {g["lr"] for g in opt.param_groups if {id(p) for p in g["params"]} <= sr}
-    assert rates == {0.01 * 1e-8}
-    weights = [g for g in opt.param_groups if g["weight_decay"] == 5e-4]
-    assert weights and weights[0]["lr"] == 0.01
+    lr = {id(p): (g["lr"], g["weight_decay"]) for g in opt.param_groups for p in g["params"]}
+    assert len(lr) == sum(len(g["params"]) for g in opt.param_groups)  # none twice
+    assert set(lr) == {id(p) for p in m.parameters()}  # none left out
+    first = m.srcnn[0]
+    assert lr[id(first.conv1.weight)] == lr[id(first.conv2.weight)] == (0.01 * 1e-8, 0.0)
+    for p in (first.conv1.bias, first.conv2.bias, first.conv3.weight, first.conv3.bias):
+        assert lr[id(p)] == pytest.approx((0.01 * 1e-9, 0.0))
+    assert (m.srcnn[1].conv3.weight is first.conv3.weight) == shared
+    assert lr[id(m.fc7.weight)] == (0.01, 5e-4) and lr[id(m.fc7.bias)] == (0.02, 0.0)
+    assert lr[id(m.fc7_bn.weight)] == lr[id(m.fc7_bn.bias)] == (0.01, 0.0)
+    bn = [mod for mod in m.trunk.modules() if isinstance(mod, torch.nn.BatchNorm2d)][0]
+    assert lr[id(bn.weight)] == (0.01, 0.0)
 
 
 # -- every dataset ------------------------------------------------------------------------------
@@ -320,9 +359,9 @@ def stand_in_root(tmp_path_factory):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FIELD)
 def test_each_field_method_runs_on_every_dataset(name, stand_in_root, tmp_path):
-    """Every dataset (the generated one and each stand-in) through the whole harness: training
-    with every stage, the LR->HR evaluation, the HR->HR control and the per-rate rows; one step
-    of each stage, so that this stays a few seconds per method."""
+    """Every dataset's generated stand-in through the whole harness: training with every stage,
+    the LR->HR evaluation and the per-rate rows; one step of each stage (and no HR->HR control),
+    so that this stays a few seconds per method."""
     from benchmark.harness.experiment import run_experiment
     from datasets import DATASETS
 
@@ -331,14 +370,18 @@ def test_each_field_method_runs_on_every_dataset(name, stand_in_root, tmp_path):
                                 "train.batch_size=12", "train.num_instances=3",
                                 "sr.pretrain_max_steps=2", "sr.pretrain_eval_every=2",
                                 "sr.pretrain_val_images=4", "sing.sr_pretrain_steps=2",
-                                "csr_gan.sr_init_steps=1", "csr_gan.sr_gan_steps=1"])
-    for dataset in sorted(DATASETS.names()):
-        root = stand_in_root if DATASETS[dataset].needs_root else None
+                                "csr_gan.sr_init_steps=1", "csr_gan.sr_gan_steps=1",
+                                "eval.hr_control=false"])
+    # the generated dataset: every method runs the whole harness on it in the contract tests
+    for dataset in sorted(d for d in DATASETS.names() if DATASETS[d].needs_root):
+        root = stand_in_root
         rec = run_experiment(name, dataset, cfg, data_root=root, out_dir=tmp_path / dataset,
                              progress=False)
         metrics = rec["metrics"]
         assert rec["method"] == name and rec["dataset"] == dataset
         assert 0.0 <= metrics["mAP"] <= 100.0 and metrics["cmc"][-1] >= metrics["rank1"]
         assert metrics["num_valid_queries"] > 0 and len(rec["training"]["history"]) == 1
+        # a distance of the method's own (the original's, on raw features) is recorded as such
+        assert metrics["normalized"] is (name not in ("sing", "ffsr-rife", "rife", "ffsr"))
         # the per-rate rows where the queries were made LR here (CAVIAR's are LR as captured)
         assert bool(metrics["by_rate"]) == (dataset != "caviar"), dataset

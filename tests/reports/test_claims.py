@@ -79,9 +79,18 @@ def test_claims_rows_come_from_the_records(tmp_path, ftwa_record):
         write(folder, ftwa_record, "ftwa", seed, lit, by_rate={2: 40.0, 3: 30.0, 4: 20.0 + seed})
         write(folder, ftwa_record, "ftwa", seed, guard, own={"swa_weights": "detached"})
         write(folder, ftwa_record, "ftwa-r", seed, fr)
+        write(folder, ftwa_record, "rain", seed, 35.0 + seed)
     frame = runs_frame(load_store(folder))
     frame = frame.merge(aggregate(frame)[["config_hash", "label"]], on="config_hash")
     table = claims_table(frame, frame.iloc[:0], "smoke").set_index("claim")
+    # Table 1's rows: the literal FTWA and the guarded one against each system that ran
+    rain = table.loc["FTWA > RAIN-style (Table 1)"]
+    assert rain["diff"] == pytest.approx(np.mean([30.0 - 35.0, 32.0 - 36.0, 31.0 - 37.0]))
+    assert rain["verdict"] == "does not hold"
+    guarded = table.loc["FTWA [swa_weights=detached] > RAIN-style (Table 1)"]
+    assert guarded["diff"] == pytest.approx(np.mean([5.0, 9.0, 7.0]))
+    assert guarded["verdict"] == "holds"
+    assert not any("SING" in c or "CSR-GAN" in c for c in table.index)  # did not run
     swa = table.loc["FTWA > FTWA-R (SWA helps)"]
     assert swa["diff"] == pytest.approx(np.mean([10.0, 10.0, 12.0]))
     assert swa["verdict"] == "holds" and swa["data"] == "generated" and swa["n"] == 3

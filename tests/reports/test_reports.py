@@ -13,6 +13,7 @@ import yaml
 
 from benchmark.cli import main
 from benchmark.core.errors import UserError
+from reports.formatting import display_table1
 from reports.paper import paper_tables, table1, table2
 from reports.render import build, render
 from reports.results import aggregate, load_store, runs_frame
@@ -86,7 +87,13 @@ def test_table_cells_are_the_means_of_the_records(tmp_path, template_record):
     assert ftwa.loc["R1", "diff"] == pytest.approx(np.mean([80, 84, 85]) - 83.2)
     assert ftwa.loc["R5", "diff"] == pytest.approx(np.mean([90, 94, 95]) - 97.8)
     sing = long[long.method == "SING"]
-    assert set(sing.status) == {"published, not run here"} and (sing.n == 0).all()
+    assert set(sing.status) == {"published; in the suite, not run on these datasets here"}
+    assert (sing.n == 0).all()
+    # a published row the suite has no method for
+    paper = paper_tables()
+    paper["table1"]["Other"] = {"mlr-cuhk03": [50.0, 70.0]}
+    other = table1(agg, "smoke", paper)
+    assert set(other[other.method == "Other"].status) == {"published, not run here"}
     # a method the suite has, with no run on these datasets here, is not "not run here"
     empty = table1(agg[agg.method != "ftwa"], "smoke", paper_tables())
     assert set(empty[empty.method == "FTWA"].status) == {
@@ -103,6 +110,42 @@ def test_table_cells_are_the_means_of_the_records(tmp_path, template_record):
     ftwa = long[(long.method == "FTWA") & (long.dataset == "mlr-cuhk03")].set_index("rank")
     assert ftwa.loc["R1", "mean"] == pytest.approx(np.mean([80, 84, 85]))
     assert np.isnan(ftwa.loc["R1", "diff"]) and bool(ftwa.loc["R1", "generated"])
+
+
+def test_table1_takes_a_column_for_generated_data_where_the_papers_methods_ran(
+        tmp_path, template_record):
+    """On the generated dataset (no paper column) the paper's methods get their own cells in a
+    column after the paper's; the suite's other methods (controls) take no row for it."""
+    folder = tmp_path / "synthetic"
+    folder.mkdir()
+    for method, values in {"ftwa": [70.0, 74.0], "baseline-aug": [60.0], "rain": [65.0]}.items():
+        for seed, r1 in enumerate(values):
+            rec = copy.deepcopy(template_record)
+            rec.pop("path", None)
+            rec.update(method=method, dataset="synthetic", seed=seed,
+                       run_id=f"{method}__synthetic__smoke__seed{seed}__x")
+            rec["metrics"] = dict(rec["metrics"], rank1=r1, rank5=r1 + 10.0)
+            (folder / f"{rec['run_id']}.json").write_text(json.dumps(rec))
+    long = table1(aggregate(runs_frame(load_store(folder))), "smoke", paper_tables())
+    assert list(dict.fromkeys(long.dataset)) == list(paper_tables()["datasets"]) + ["synthetic"]
+    ftwa = long[(long.method == "FTWA") & (long.dataset == "synthetic")].set_index("rank")
+    assert ftwa.loc["R1", "mean"] == pytest.approx(72.0) and ftwa.loc["R1", "n"] == 2
+    assert ftwa.loc["R5", "mean"] == pytest.approx(82.0) and np.isnan(ftwa.loc["R1", "paper"])
+    assert set(ftwa.status) == {"paper vs reproduced"}
+    assert "baseline-aug" not in set(long.method)
+    # a method run from a reading of its paper says so in its row's name
+    rain = long[(long.dataset == "synthetic") & (long["rank"] == "R1")
+                & long.method.str.startswith("RAIN")]
+    assert list(rain.method) == ["RAIN (run here: RAIN-style, a reading)"]
+    assert rain.iloc[0]["mean"] == 65.0 and rain.iloc[0]["n"] == 1
+    shown = display_table1(long)
+    assert "synthetic (not in the paper) R1" in shown.columns
+    assert shown.set_index("method").loc["FTWA", "synthetic (not in the paper) R1"] == (
+        "generated: 72.0 ± 2.8 [n=2]")
+    # with no paper method on it, a dataset takes no column
+    only_control = aggregate(runs_frame(load_store(folder)))
+    only_control = only_control[only_control.method == "baseline-aug"]
+    assert "synthetic" not in set(table1(only_control, "smoke", paper_tables()).dataset)
 
 
 @pytest.mark.slow
@@ -492,3 +535,18 @@ def test_sweep_sentences_for_genuinely_lr_queries_and_mixed_protocols():
                        ("y", 4, True, 1, 72.0), ("y", 6, False, 1, 58.0), ("y", 8, False, 1, 50.0)])
     assert overview(one_saw_8, "d").startswith("Across methods at r=6, which none trained on: "
                                                "x 60.0, y 58.0")
+
+
+def test_the_literature_marks_every_row_the_suite_runs():
+    from methods import METHODS
+    from reports.literature import literature, literature_table
+
+    data = literature()
+    marked = {n: e["in_suite"] for n, e in data["methods"].items() if e.get("in_suite")}
+    assert marked == {"SING": "sing", "CSR-GAN": "csr-gan", "FFSR": "ffsr", "RIFE": "rife",
+                      "FFSR+RIFE": "ffsr-rife", "RAIN": "rain", "CAD-Net": "cad-net",
+                      "FTWA": "ftwa"}
+    assert set(marked.values()) <= set(METHODS.names())
+    shown = literature_table(data).set_index("method")["runs in the suite"]
+    assert shown["RAIN"] == "rain (a reading: no code exists)"
+    assert shown["SING"] == "sing" and shown["PCB"] == "—"
