@@ -166,6 +166,8 @@ class DatasetSpec:
         paper_ablation: the paper's ablation (Table 2) was run on this dataset.
         train_images: training images per trial of the real data under its protocol, from
             the published counts (cost estimates: ``suite --estimate``); None: unknown.
+        train_images_of: for a dataset whose size is its config's (the generated one): the
+            training images a config makes, counted without generating them.
     """
 
     name: str
@@ -179,6 +181,13 @@ class DatasetSpec:
     published: dict[str, int] = field(default_factory=dict)
     paper_ablation: bool = False
     train_images: int | None = None
+    train_images_of: Callable[[dict[str, Any]], int] | None = None
+
+    def training_images(self, cfg: dict[str, Any]) -> int | None:
+        """Training images per trial: the published count, or the config's (None: unknown)."""
+        if self.train_images is not None:
+            return self.train_images
+        return self.train_images_of(cfg) if self.train_images_of else None
 
     @property
     def needs_root(self) -> bool:

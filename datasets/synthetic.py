@@ -87,4 +87,7 @@ def build_synthetic(cfg: dict[str, Any], data_root: str | None = None) -> MLRDat
 register_dataset(DatasetSpec(
     name="synthetic",
     description="generated people, camera 0 HR / camera 1 LR (r in {2,3,4}); no files needed",
-    build=build_synthetic, config_section="synthetic", options=OPTIONS))
+    build=build_synthetic, config_section="synthetic", options=OPTIONS,
+    # both cameras of every training identity (the samples() of build_synthetic)
+    train_images_of=lambda cfg: (2 * int(cfg["data"]["synthetic"]["train_ids"])
+                                 * int(cfg["data"]["synthetic"]["images_per_camera"]))))

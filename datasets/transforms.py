@@ -63,7 +63,7 @@ def augment(batch: torch.Tensor, generator: torch.Generator, flip: bool = True,
     b, _, h, w = batch.shape
     out = batch
     if flip:
-        mask = torch.rand(b, generator=generator) < 0.5
+        mask = (torch.rand(b, generator=generator) < 0.5).to(out.device)
         if mask.any():
             out = out.clone()
             out[mask] = out[mask].flip(-1)

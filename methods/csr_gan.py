@@ -371,7 +371,7 @@ class CSRGAN(Method):
             h = _resize(_to_signed(x[sel]), (self.size[0] // 2 ** k, self.size[1] // 2 ** k))
             for g in self.generators[3 - k:]:
                 h = g(h)
-            out[sel] = _from_signed(h)
+            out[sel] = _from_signed(h).to(out.dtype)  # bf16 under autocast
         return out
 
     def scale(self, native_size: torch.Tensor | None, n: int, device: torch.device
@@ -465,8 +465,14 @@ class CSRGAN(Method):
         return {"feat": gap(self._maps(self.cascade(images, stages)))}
 
     def evaluation_extras(self, context: EvalContext) -> dict[str, Any]:
+        asked = (context.cfg.get("eval") or {}).get("sweep_rates") or []
+        every = sorted({*self.rates, *(int(r) for r in asked if int(r) > 1)})
         return {"csr_gan": {"vgg_terms": self.vgg_origin,
                             "hr_height": float(self.hr_height),
+                            # the cascade stages a query down-sampled at each rate (the
+                            # protocol's and the sweep's) passes: beyond x8 it stays at three
+                            "stages_by_rate": {str(r): int(stages_for(torch.tensor(1.0 / r)))
+                                               for r in every},
                             "routing": "an LR image's scale = its height as captured / the HR "
                                        "height measured in training; <= 1/8: 3 stages, <= 1/4: "
                                        "2, <= 1/2: 1, above: none"}}

@@ -275,6 +275,11 @@ class _FourVectors(_TwoStream):
         out = {k: images.new_zeros((b, self.dim)) for k in ("hr", "lr")}
         out |= {k: images.new_zeros(b) for k in ("w_hr", "w_lr")}
         hr_sel, lr_sel = ~is_lr, is_lr
+
+        def put(sel: torch.Tensor, **values: torch.Tensor) -> None:
+            for key, value in values.items():  # bf16 under autocast, into float32 rows
+                out[key][sel] = value.to(out[key].dtype)
+
         if hr_sel.any():
             x = images[hr_sel]
             f_hr, _, w = self.head_hr(gap(self.backbone(x, torch.zeros_like(hr_sel[hr_sel]))))
@@ -282,14 +287,12 @@ class _FourVectors(_TwoStream):
             x_syn = degrade(x, self.rates, fixed=self.gallery_rate, native_size=native)
             f_lr, _, w_syn = self.head_lr(gap(self.backbone(x_syn,
                                                             torch.ones_like(hr_sel[hr_sel]))))
-            out["hr"][hr_sel], out["w_hr"][hr_sel] = f_hr, w
-            out["lr"][hr_sel], out["w_lr"][hr_sel] = f_lr, w_syn
+            put(hr_sel, hr=f_hr, w_hr=w, lr=f_lr, w_lr=w_syn)
         if lr_sel.any():
             maps = self.backbone(images[lr_sel], torch.ones_like(lr_sel[lr_sel]))
             f_lr, _, w = self.head_lr(gap(maps))
             f_hr, _, w_syn = self.head_hr(gap(self.raft(maps)))
-            out["lr"][lr_sel], out["w_lr"][lr_sel] = f_lr, w
-            out["hr"][lr_sel], out["w_hr"][lr_sel] = f_hr, w_syn
+            put(lr_sel, lr=f_lr, w_lr=w, hr=f_hr, w_hr=w_syn)
         return out
 
     def _space_distance(self, q: torch.Tensor, g: torch.Tensor) -> torch.Tensor:

@@ -393,10 +393,11 @@ class SING(Method):
         if bool(hr.any()):
             f = self.fc7_features(crop(images[hr]))
             for r in self.rates:
-                out[f"feat_x{r}"][hr] = f
+                out[f"feat_x{r}"][hr] = f.to(out[f"feat_x{r}"].dtype)
         if bool(is_lr.any()):
             for k, r in enumerate(self.rates):
-                out[f"feat_x{r}"][is_lr] = self.fc7_features(self.super_resolve(images[is_lr], k))
+                feat = self.fc7_features(self.super_resolve(images[is_lr], k))
+                out[f"feat_x{r}"][is_lr] = feat.to(out[f"feat_x{r}"].dtype)
         ref = float(self.hr_height) or float(images.shape[-2])
         est = (ref / native_size[:, 0].float().clamp(min=1)).to(images.device) \
             if native_size is not None else torch.ones(n, device=images.device)
@@ -418,7 +419,16 @@ class SING(Method):
     def evaluation_extras(self, context: EvalContext) -> dict[str, Any]:
         s = self.cfg["sing"]
         rates = context.query["rate"]
+        asked = (context.cfg.get("eval") or {}).get("sweep_rates") or []
+        every = sorted({*self.rates, *(int(r) for r in asked if int(r) > 1)})
+        # which SRCNN a query down-sampled at each rate (the protocol's and the sweep's) goes
+        # through: every one under `average`; under `route` the nearest trained rate
+        srcnn_by_rate = {str(r): ("all (average)" if s["test"] == "average" else
+                                  f"x{min(self.rates, key=lambda t: (abs(t - r), t))}"
+                                  + ("" if r in self.rates else " (nearest; not trained)"))
+                         for r in every}
         return {"sing": {"trunk": s["trunk"], "test": s["test"],
+                         "srcnn_by_rate": srcnn_by_rate,
                          "hr_height": float(self.hr_height),
                          "estimated_query_rates": {"median": float(rates.median()),
                                                    "min": float(rates.min()),

@@ -123,7 +123,7 @@ class _SRThenReID(Method):
         x = images
         if self.sr is not None and bool(is_lr.any()):
             x = images.clone()
-            x[is_lr] = self.restore(images[is_lr])
+            x[is_lr] = self.restore(images[is_lr]).to(x.dtype)  # bf16 under autocast
         return self.reid.embed(x, is_lr)
 
     def sr_loss(self, hr: torch.Tensor, generator: torch.Generator | None,

@@ -53,6 +53,13 @@ CLAIMS = [
       for method, row in (("sing", "SING"), ("csr-gan", "CSR-GAN"), ("ffsr-rife", "RIFE"),
                           ("rain", "RAIN-style"), ("cad-net", "CRGAN (CAD-Net-style)"))
       for tag, ftwa in (("", "ftwa"), ("[swa_weights=detached]", "ftwa [swa_weights=detached]"))],
+    # the CAD-Net-style reading checked against the paper's own ablation (removing the feature
+    # discriminator or the recovery term hurts most; benchmark/suites/cad-net-ablation-cpu.yaml)
+    *[Claim(f"reading check: CAD-Net-style's {term} helps (cad-net > cad-net [{key}=0])",
+            "cad-net", f"cad-net [{key}=0]", kind="control")
+      for term, key in (("feature discriminator", "lambda_adv_f"),
+                        ("recovery term", "lambda_rec"),
+                        ("image discriminator", "lambda_adv_i"))],
     Claim("resolution invariance: FTWA's rank-1 varies less over r than the Baseline's",
           "ftwa", "baseline", quantity="rate_spread"),
     Claim("control: down-sampling augmentation alone (Baseline-aug > Baseline)",

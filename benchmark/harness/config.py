@@ -36,6 +36,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "distributed.triplet": ("global", "local"),
     "eval.rerank_form": ("code", "paper"),
     "train.erasing_fill": ("random", "mean"),
+    "train.data_path": ("cpu", "pinned", "device"),
 }
 
 

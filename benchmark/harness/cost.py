@@ -112,18 +112,21 @@ def _peak_memory(device: torch.device) -> dict[str, Any]:
 
 
 def _measure(method: Method, cfg: dict[str, Any], device: torch.device, batch: int, amp: bool,
-             channels_last: bool, compiled: bool, repeats: int, warmup: int
+             channels_last: bool, compiled: bool, repeats: int, warmup: int,
+             train_images: int | None = None, compile_backend: str = "inductor"
              ) -> dict[str, Any]:
     size = tuple(int(v) for v in cfg["model"]["input_size"])
     dtype = torch.bfloat16
     autocast = torch.autocast(device.type, dtype=dtype, enabled=amp)
-    embed = torch.compile(method.embed) if compiled else method.embed
-    step_fn = torch.compile(method.training_step) if compiled else method.training_step
+    embed = torch.compile(method.embed, backend=compile_backend) if compiled else method.embed
+    step_fn = (torch.compile(method.training_step, backend=compile_backend) if compiled
+               else method.training_step)
     out: dict[str, Any] = {}
     optimizers = method.reid_optimizers(
         lambda params: torch.optim.Adam([p for p in params if p.requires_grad], lr=1e-5))
     k = int(cfg["train"]["num_instances"])
-    train_size = batch - batch % k or k  # whole identities of K images
+    per_step = train_images or batch
+    train_size = per_step - per_step % k or k  # whole identities of K images
     train_batch = training_batch(method, train_size, k,
                                  random_images(train_size, size, device, channels_last))
 
@@ -181,10 +184,13 @@ def _load_block(device, load_start: dict[str, Any], cpu_start) -> dict[str, Any]
 def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
                    batch_size: int = 8, amp: bool = False, channels_last: bool = False,
                    compiled: bool = False, repeats: int = 5, warmup: int = 2,
-                   num_classes: int = 751) -> dict[str, Any]:
+                   num_classes: int = 751, train_batch_size: int | None = None,
+                   compile_backend: str = "inductor") -> dict[str, Any]:
     """Profile one method at the config's input size; returns a JSON-ready record.
 
-    On CUDA an out-of-memory batch size is halved and retried (each attempt recorded).
+    ``train_batch_size``: the training step's batch when it differs from the inference one
+    (None: the same). On CUDA an out-of-memory batch size is halved and retried (each attempt
+    recorded; the training batch with it).
     """
     if batch_size < 1 or repeats < 1 or warmup < 0:
         raise UserError("--batch-size and --repeats must be >= 1 and --warmup >= 0")
@@ -204,11 +210,11 @@ def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
             x = random_images(1, size, torch.device("cpu"), False).to(device)
             macs[path] = count_macs(lambda x=x, lr=lr: method.embed(
                 x, torch.tensor([lr], device=device)))
-    attempts, batch = [], batch_size
+    attempts, batch, train_batch = [], batch_size, train_batch_size
     while True:
         try:
             timings = _measure(method, cfg, device, batch, amp, channels_last, compiled, repeats,
-                               warmup)
+                               warmup, train_batch, compile_backend)
             break
         except torch.OutOfMemoryError:
             attempts.append({"batch_size": batch, "result": "out of memory"})
@@ -216,6 +222,7 @@ def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
             if batch == 1:
                 raise UserError(f"profile {name}: out of memory even at batch size 1") from None
             batch //= 2
+            train_batch = max(1, train_batch // 2) if train_batch else None
         except Exception as exc:
             if compiled:
                 raise UserError(f"--compile failed for {name}: {exc.__class__.__name__}: "
@@ -230,10 +237,12 @@ def profile_method(name: str, cfg: dict[str, Any], device_name: str = "auto",
         "input_size": [h, w],
         "batch_size": batch,
         "batch_size_requested": batch_size,
+        "train_batch_size": train_batch or batch,
         "oom_retries": attempts,
         "precision": "bf16-amp" if amp else "fp32",
         "layout": "channels_last" if channels_last else "contiguous",
         "compiled": compiled,
+        "compile_backend": compile_backend if compiled else None,
         "num_classes": num_classes,
         "weights_origin": method.weights_origin,
         "parameters": params,

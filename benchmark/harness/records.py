@@ -55,6 +55,11 @@ MEASUREMENT_ONLY = ("eval.sweep_rates", "eval.sweep_heights", "eval.ranks_top_k"
                     "eval.rerank_k1", "eval.rerank_k2", "eval.rerank_lambda", "eval.rerank_form")
 
 
+#: training keys that say how, not what: the same batches and steps whatever their value, so
+#: left out of the config hash (a run moved to another data path keeps its id)
+EXECUTION_ONLY = ("train.data_path",)
+
+
 def config_hash(cfg: dict[str, Any]) -> str:
     """A short, stable hash of a (partial) config (key order does not matter)."""
     blob = json.dumps(cfg, sort_keys=True, default=str).encode()
@@ -69,7 +74,7 @@ def run_config(cfg: dict[str, Any], method_section: str | None, dataset_section:
     run on ``world_size`` > 1 processes also the ``distributed`` section and the world size
     (a one-process run's hash never depends on them)."""
     out = {k: copy.deepcopy(cfg[k]) for k in COMMON_SECTIONS if k != "data" and k in cfg}
-    for key in MEASUREMENT_ONLY:
+    for key in (*MEASUREMENT_ONLY, *EXECUTION_ONLY):
         section, name = key.split(".")
         out.get(section, {}).pop(name, None)
     for key, neutral in ADDED_LATER.items():

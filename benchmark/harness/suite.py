@@ -172,7 +172,8 @@ def estimate(spec: dict[str, Any], profile_dir: str | Path) -> list[dict[str, An
     epochs x training images per epoch / the method's training images/s at the suite's
     profile (median over the records found; their device is named). Training images per
     epoch: the real data's published count under its protocol (``DatasetSpec.train_images``),
-    rounded down to whole batches as the training loop does. Evaluation is left out (minutes
+    or the generated data's from its config, rounded down to whole batches as the training
+    loop does. Evaluation is left out (minutes
     against hours)."""
     profile = spec.get("profile", "cpu")
     store = scan_results(profile_dir, skip_bad=True)
@@ -186,7 +187,7 @@ def estimate(spec: dict[str, Any], profile_dir: str | Path) -> list[dict[str, An
     for r in expand(spec):
         cfg = load_config(profile, list(spec.get("set") or []) + r["set"])
         n = len(trial_configs(r["dataset"], cfg, r["trials"]))
-        images = DATASETS[r["dataset"]].train_images
+        images = DATASETS[r["dataset"]].training_images(cfg)
         label = f"{r['method']} [{', '.join(r['set'])}]" if r["set"] else r["method"]
         row = rows.setdefault((label, r["dataset"]), {
             "method": label, "dataset": r["dataset"], "runs": 0,

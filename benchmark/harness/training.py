@@ -151,15 +151,27 @@ class ReidStage(Stage):
         flags = prep.flags(prep.train)
         native = prep.native_size(prep.train)
         k = int(t["num_instances"])
+        # how a batch reaches the device (train.data_path): the same batches every way, since
+        # every random draw comes from the same CPU generator and uint8 gathers, flips, crops
+        # and erasing are exact on any device
+        mode = str(t.get("data_path", "cpu"))
+        on_device = mode == "device"  # on a CPU run: the same code path, nothing moves
+        pin = mode == "pinned" and device.type == "cuda"
+        bank = prep.images.to(device) if on_device else prep.images  # uint8, once
+        train_rows = torch.as_tensor(prep.train)
         for epoch in range(start // self.iters, self.epochs):
             aug_gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
             for global_idx in self.sampler.epoch(epoch):
                 # every process augments the whole global batch alike, then takes its block
-                x = augment(prep.images[prep.train[global_idx]], aug_gen, t["flip"],
-                            t["pad_crop"], self.erasing)
+                rows = train_rows[torch.as_tensor(global_idx)]
+                x = augment(bank[rows.to(bank.device)], aug_gen, t["flip"], t["pad_crop"],
+                            self.erasing)
                 mine = dist_mod.shard(np.arange(len(global_idx)), k)
                 idx = global_idx[mine]
-                yield Batch(normalize(x[mine].to(device, non_blocking=True)),
+                x = x[torch.as_tensor(mine).to(x.device)]
+                if pin:
+                    x = x.pin_memory()
+                yield Batch(normalize(x.to(device, non_blocking=True)),
                             labels[idx].to(device), flags[idx].to(device), aug_gen,
                             None if native is None else native[idx], self.gather)
 

@@ -119,7 +119,12 @@ def test_estimate_is_runs_x_epochs_x_images_over_the_profiled_speed(capsys):
         assert row["hours"] == pytest.approx(30 * 120 * per_epoch / speed[0] / 3600)
     assert main(["suite", str(root / "benchmark" / "suites" / "paper-ladder.yaml"),
                  "--estimate", str(root / "docs" / "results" / "profile")]) == 0
-    assert "total: 180 runs" in capsys.readouterr().out
+    assert "total: 330 runs" in capsys.readouterr().out  # 11 configs x 10 trials x 3 seeds
+    # generated data: its training images are its config's (cpu: 150 ids x 2 cameras x 6)
+    field = load_suite(root / "benchmark" / "suites" / "field-cpu.yaml")
+    rows = {r["method"]: r for r in estimate(field, root / "docs" / "results" / "profile")}
+    assert rows["rain"]["images_per_epoch"] == (150 * 2 * 6 // 64) * 64
+    assert rows["rain"]["runs"] == 3 and "hours" in rows["rain"]
 
 
 def test_suite_summary_shows_no_spread_for_a_single_run(capsys):

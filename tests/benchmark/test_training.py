@@ -99,6 +99,40 @@ def test_random_erasing_reaches_the_training_batches(monkeypatch):
 
 
 @pytest.mark.slow
+def test_every_data_path_gives_the_same_batches_and_the_same_run_id(monkeypatch):
+    """train.data_path (cpu, pinned, device) changes how a batch reaches the device, not what it
+    holds: the same augmented batches (random erasing and crops on), and the same config hash.
+    (On this CPU machine `device` runs its own code path with nothing to move; pinning needs
+    CUDA, and without it `pinned` is the `cpu` path.)"""
+    from benchmark.harness.records import config_hash, run_config
+
+    seen: dict[str, list[torch.Tensor]] = {}
+    real = Baseline.training_step
+    mode = {"now": ""}
+
+    def spy(self, batch):
+        seen.setdefault(mode["now"], []).append(batch.images.clone())
+        return real(self, batch)
+
+    monkeypatch.setattr(Baseline, "training_step", spy)
+    hashes = set()
+    common = ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1",
+              "train.random_erasing=0.5"]
+    for path in ("cpu", "device"):
+        mode["now"] = path
+        cfg = load_config("smoke", [*common, f"train.data_path={path}"])
+        hashes.add(config_hash(run_config(cfg, None, None)))
+        prep = prepare_data("synthetic", cfg, None, progress=False)
+        m = build_method("baseline", cfg, int(prep.labels.max()) + 1)
+        train(m, prep, cfg, torch.device("cpu"), 0, None, progress=False)
+    pinned = load_config("smoke", [*common, "train.data_path=pinned"])
+    hashes.add(config_hash(run_config(pinned, None, None)))
+    assert len(hashes) == 1
+    assert len(seen["cpu"]) == 1
+    assert all(torch.equal(a, b) for a, b in zip(seen["cpu"], seen["device"], strict=True))
+
+
+@pytest.mark.slow
 def test_tensorboard_logs_each_steps_losses_and_rate_and_each_epochs_means(tmp_path):
     """``run --tensorboard``: every re-id step's losses and learning rate, and each epoch's
     means, read back from the event files."""

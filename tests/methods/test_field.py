@@ -218,6 +218,24 @@ def test_csr_gan_routing_and_same_padding():
         assert conv(torch.zeros(1, 3, h, w)).shape[-2:] == (math.ceil(h / 2), math.ceil(w / 2))
 
 
+def test_the_record_says_where_a_query_at_each_rate_goes():
+    """The protocol's rates and the sweep's (5-8 never seen in training): CSR-GAN's stages by
+    the code's thresholds, SING's SRCNN (every one under average, the nearest under route)."""
+    from methods.base import EvalContext
+
+    cfg = load_config("smoke", ["model.weights=none", "eval.sweep_rates=[1,2,3,4,5,6,8]"])
+    ctx = EvalContext(None, CPU, {"rate": torch.tensor([2.0, 4.0])}, {}, None, "x", cfg)
+    got = METHODS["csr-gan"](cfg, 4).evaluation_extras(ctx)["csr_gan"]["stages_by_rate"]
+    assert got == {"2": 1, "3": 1, "4": 2, "5": 2, "6": 2, "8": 3}
+    sing_cfg = load_config("smoke", ["model.weights=none", "eval.sweep_rates=[1,2,3,4,5,6,8]",
+                                     "sing.test=route"])
+    got = METHODS["sing"](sing_cfg, 4).evaluation_extras(ctx)["sing"]["srcnn_by_rate"]
+    assert got == {"2": "x2", "3": "x3", "4": "x4", "5": "x4 (nearest; not trained)",
+                   "6": "x4 (nearest; not trained)", "8": "x4 (nearest; not trained)"}
+    avg = METHODS["sing"](cfg, 4).evaluation_extras(ctx)["sing"]["srcnn_by_rate"]
+    assert set(avg.values()) == {"all (average)"} and set(avg) == {"2", "3", "4", "5", "6", "8"}
+
+
 def test_csr_gan_cascade_runs_the_last_k_generators(smoke):
     m = METHODS["csr-gan"](smoke, 4).eval()
     x = torch.randn(2, 3, 64, 32)
@@ -352,7 +370,7 @@ def stand_in_root(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("stand-ins")
     for like in stand_ins():
-        write_like(like, root, ids=12, seed=0)
+        write_like(like, root, ids=8, seed=0)
     return root
 
 
@@ -367,11 +385,11 @@ def test_each_field_method_runs_on_every_dataset(name, stand_in_root, tmp_path):
 
     assert set(FIELD) <= set(METHODS.names())
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1",
-                                "train.batch_size=12", "train.num_instances=3",
+                                "train.batch_size=8", "train.num_instances=4",
                                 "sr.pretrain_max_steps=2", "sr.pretrain_eval_every=2",
                                 "sr.pretrain_val_images=4", "sing.sr_pretrain_steps=2",
                                 "csr_gan.sr_init_steps=1", "csr_gan.sr_gan_steps=1",
-                                "eval.hr_control=false"])
+                                "eval.hr_control=false", "eval.single_shot_repeats=1"])
     # the generated dataset: every method runs the whole harness on it in the contract tests
     for dataset in sorted(d for d in DATASETS.names() if DATASETS[d].needs_root):
         root = stand_in_root

@@ -80,6 +80,8 @@ def test_claims_rows_come_from_the_records(tmp_path, ftwa_record):
         write(folder, ftwa_record, "ftwa", seed, guard, own={"swa_weights": "detached"})
         write(folder, ftwa_record, "ftwa-r", seed, fr)
         write(folder, ftwa_record, "rain", seed, 35.0 + seed)
+        write(folder, ftwa_record, "cad-net", seed, 50.0 + seed)
+        write(folder, ftwa_record, "cad-net", seed, 40.0, own={"lambda_rec": 0.0})
     frame = runs_frame(load_store(folder))
     frame = frame.merge(aggregate(frame)[["config_hash", "label"]], on="config_hash")
     table = claims_table(frame, frame.iloc[:0], "smoke").set_index("claim")
@@ -91,6 +93,11 @@ def test_claims_rows_come_from_the_records(tmp_path, ftwa_record):
     assert guarded["diff"] == pytest.approx(np.mean([5.0, 9.0, 7.0]))
     assert guarded["verdict"] == "holds"
     assert not any("SING" in c or "CSR-GAN" in c for c in table.index)  # did not run
+    # the CAD-Net-style reading against the paper's ablation: one row per ablation that ran
+    rec = table.loc["reading check: CAD-Net-style's recovery term helps (cad-net > cad-net "
+                    "[lambda_rec=0])"]
+    assert rec["diff"] == pytest.approx(11.0) and rec["verdict"] == "holds"
+    assert not any("feature discriminator helps" in c for c in table.index)
     swa = table.loc["FTWA > FTWA-R (SWA helps)"]
     assert swa["diff"] == pytest.approx(np.mean([10.0, 10.0, 12.0]))
     assert swa["verdict"] == "holds" and swa["data"] == "generated" and swa["n"] == 3

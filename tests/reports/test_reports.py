@@ -161,7 +161,7 @@ def test_report_files_and_contents(results, tmp_path, template_record):
     assert "(-0.2)" not in md and '<td class="generated">83.2; generated: 83.0' in html
     # CAVIAR's queries are genuinely LR: the control cell says so instead of a bare dash
     assert re.search(r"\| caviar \| baseline \|.*\| n/a \(queries genuinely LR\) \|", md)
-    assert "published, not run here" in md and "CRGAN" in md
+    assert "published; in the suite, not run on these datasets here" in md and "CRGAN" in md
     assert "Generated data" in md and "Generated data" in html
     assert "— : no number" in md
     for s in ctx["sections"]:
