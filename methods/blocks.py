@@ -4,11 +4,13 @@ adversarial loss."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from benchmark.core.imaging import degrade_at, draw_rates
-from methods.base import Batch
+from methods.base import Batch, Stage
 
 
 def lr_twins(batch: Batch, rates: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -84,3 +86,18 @@ class PatchDiscriminator(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x).mean(dim=(1, 2, 3))
+
+
+class PooledStage(Stage):
+    """A stage that draws its batches from a pool of training rows with its own generator
+    (``self.pool``, ``self.gen``, set in ``begin``): what it keeps across a resume."""
+
+    pool: Any
+    gen: torch.Generator
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state(), "pool": torch.from_numpy(self.pool)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["gen"])
+        self.pool = state["pool"].numpy()

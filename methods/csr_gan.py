@@ -54,7 +54,7 @@ from methods.base import (
     TrainContext,
     register_method,
 )
-from methods.blocks import adversarial, lr_twins
+from methods.blocks import PooledStage, adversarial, lr_twins
 from methods.losses import identity_loss
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,7 @@ def load_vgg19(setting: str) -> tuple[nn.Module | None, str]:
     return vgg, f"imagenet ({path})"
 
 
-class CSRGANTraining(Stage):
+class CSRGANTraining(PooledStage):
     """The generators and discriminators, before the re-id stage (module docstring)."""
 
     name = "csr-gan-sr"
@@ -301,13 +301,6 @@ class CSRGANTraining(Stage):
         self.method.generators.eval()
         return {"init_steps": self.init_steps, "gan_steps": self.gan_steps,
                 "vgg": self.method.vgg_origin}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"gen": self.gen.get_state(), "pool": torch.from_numpy(self.pool)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.gen.set_state(state["gen"])
-        self.pool = state["pool"].numpy()
 
 
 @register_method

@@ -54,6 +54,7 @@ from methods.base import (
     TrainContext,
     register_method,
 )
+from methods.blocks import PooledStage
 from methods.losses import identity_loss
 
 OPTIONS = {
@@ -208,7 +209,7 @@ def sing_param_groups(method: nn.Module, mult: float) -> dict[str, list[nn.Param
     return out
 
 
-class SRCNNPretraining(Stage):
+class SRCNNPretraining(PooledStage):
     """Each rate's SRCNN alone on (Y of the HR image down-sampled at that rate, Y of the HR
     image cropped), MSE on 0-1, Adam: standing in for Dong et al.'s pre-trained weights."""
 
@@ -255,13 +256,6 @@ class SRCNNPretraining(Stage):
             y_sr = m.srcnn[k](rgb_to_ycc(lr * 255.0)[0])
             loss = loss + nn.functional.mse_loss(y_sr / 255.0, crop(y_hr) / 255.0)
         return {"loss": loss}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"gen": self.gen.get_state(), "pool": torch.from_numpy(self.pool)}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.gen.set_state(state["gen"])
-        self.pool = state["pool"].numpy()
 
 
 @register_method
