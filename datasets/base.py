@@ -214,7 +214,14 @@ def build_dataset(name: str, cfg: dict[str, Any], data_root: str | None = None) 
     spec = DATASETS[name]
     if spec.needs_root and not data_root:
         raise UserError(f"dataset '{name}' needs --data-root (or $MLRBENCH_DATA)")
-    return spec.build(cfg, data_root)
+    data = spec.build(cfg, data_root)
+    split_file = cfg["data"].get("split_file")
+    if split_file:
+        from datasets import splits
+
+        data = splits.apply(data, splits.read(split_file), split_file, name,
+                            int(cfg["data"]["trial"]))
+    return data
 
 
 def trial_configs(dataset: str, cfg: dict[str, Any], trials: Any = "all"

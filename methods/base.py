@@ -286,6 +286,13 @@ class Method(nn.Module, metaclass=ABCMeta):
         (FTWA's ablation of its weighted distance). None by default."""
         return {}
 
+    @classmethod
+    def released_state_dict(cls, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A checkpoint's tensors under this method's parameter names (``evaluate-checkpoint``):
+        a method whose original code names its modules otherwise maps them here. By default the
+        names are taken as they are (a kept model of this suite, or code that uses its names)."""
+        return state
+
     def evaluation_extras(self, context: EvalContext) -> dict[str, Any]:
         """Extra sections for the run's record (top-level key -> JSON-ready value)."""
         return {}

@@ -19,12 +19,14 @@ from pathlib import Path
 from benchmark.cli import (
     check_data,
     evaluate,
+    evaluate_checkpoint,
     list_cmd,
     preview,
     profile,
     report,
     reproduce,
     run,
+    split,
     suite,
     synth,
     visrank,
@@ -52,8 +54,8 @@ EPILOG = ("Docs: docs/ (README.md links each page). Every command writes its res
 #: file system), whatever operation met them
 WRITE_ERRNOS = {28, 122, 30}  # ENOSPC, EDQUOT, EROFS
 #: the commands, in the order --help lists them
-COMMANDS = (list_cmd, run, profile, suite, report, reproduce, synth, check_data, evaluate,
-            visrank, preview)
+COMMANDS = (list_cmd, run, profile, suite, report, reproduce, synth, check_data, split,
+            evaluate, evaluate_checkpoint, visrank, preview)
 
 
 def check_datasets_package() -> None:

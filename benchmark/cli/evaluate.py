@@ -29,6 +29,9 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    "record's own, else the profile's)")
     p.add_argument("--data-root", default=None,
                    help="where the run's data is now (default: the data root its record names)")
+    p.add_argument("--split", default=None, metavar="FILE",
+                   help="where the split file of a run made with --split is now (default: the "
+                   "path its record names); its lists must be the run's (the run id is checked)")
     add_device(p)
     add_numerics(p)
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
@@ -57,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     cache: dict = {}  # runs on the same data decode it once
     for k, path in enumerate(args.records, 1):
         record = evaluate_stored(path, args.set, args.data_root, args.device,
-                                 not args.no_progress, cache)
+                                 not args.no_progress, cache, args.split)
         if len(args.records) > 1:
             print(f"-- [{k}/{len(args.records)}]")
         print_summary(record)

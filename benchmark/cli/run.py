@@ -42,6 +42,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--all-trials", action="store_true",
                    help="run every trial of a multi-trial protocol (one record each) and "
                    "print mean ± std; otherwise --set data.trial=K picks one (default 0)")
+    p.add_argument("--split", default=None, metavar="FILE",
+                   help="train and evaluate on the lists of a split file (split export) instead "
+                   "of the protocol's draw; its trial is the run's (the run id covers the lists "
+                   "through the data fingerprint)")
     p.add_argument("--force", action="store_true",
                    help="run again even if the results store has this run")
     add_keep_model(p)
@@ -49,6 +53,24 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
     p.set_defaults(func=run)
     return p
+
+
+def use_split_file(cfg: dict, args: argparse.Namespace) -> None:
+    """``--split F``: the file checked now (before any work), its path and trial in ``cfg``."""
+    from pathlib import Path
+
+    from benchmark.core.errors import UserError
+    from datasets import splits
+
+    if getattr(args, "all_trials", False):
+        raise UserError("--split gives one trial's lists; drop --all-trials")
+    doc = splits.read(args.split)
+    if doc["dataset"] != args.dataset:
+        raise UserError(f"--split {args.split}: made for dataset '{doc['dataset']}', not "
+                        f"'{args.dataset}'")
+    cfg["data"]["split_file"] = str(Path(args.split).resolve())
+    if not any(s.split("=", 1)[0].strip() == "data.trial" for s in args.set):
+        cfg["data"]["trial"] = int(doc["trial"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -62,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     method = resolve_method(args.method).name  # registers a module:Class method first
     DATASETS.get(args.dataset)
     cfg = load_config(args.profile, args.set)
+    if args.split:
+        use_split_file(cfg, args)
     # under torchrun / srun: join the process group; only rank 0 prints and writes
     dist, args.device = distributed.init(args.device)
     if not dist.is_main:

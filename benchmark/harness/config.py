@@ -271,6 +271,10 @@ def validate(cfg: dict[str, Any]) -> None:
                             f"{key}=[1,2,3,4,6,8]; got {value!r}")
         if len(set(value)) != len(value):
             raise UserError(f"config '{key}' lists a value twice; got {value!r}")
+    split_file = cfg["data"].get("split_file")
+    if split_file is not None and (not isinstance(split_file, str) or not split_file):
+        raise UserError("config 'data.split_file' must be null or the path of a split file "
+                        f"(python -m benchmark split export); got {short(split_file)}")
     low, high = train["erasing_area"]
     if low > high:
         raise UserError(f"config 'train.erasing_area' must be [low, high] with low <= high; got "

@@ -182,7 +182,9 @@ def _run(ident: RunIdentity, cfg: dict[str, Any], seed: int, data_root: str | No
         record["ranks_path"] = str(paths.ranks)
     if keep_model:
         save_atomic({"model": method.state_dict(), "identity": ident.checkpoint_identity(),
-                     "config": cfg}, paths.model, within=paths.out)
+                     "config": cfg,  # the training ids: evaluate-checkpoint checks for overlap
+                     "train_ids": sorted({int(s.pid) for s in ident.data.train})},
+                    paths.model, within=paths.out)
         record["model_path"] = str(paths.model)
     paths.checkpoint.unlink(missing_ok=True)
     record["path"] = str(paths.record)

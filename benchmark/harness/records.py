@@ -30,14 +30,17 @@ PROFILE_SCHEMA = "mlr-bench/profile/v1"
 OLD_RUN_SCHEMAS = ("mlr-bench/run/v1",)
 #: a reproduction of a stored run on some machine (``python -m benchmark reproduce``)
 REPRODUCTION_SCHEMA = "mlr-bench/reproduction/v1"
+#: a model trained elsewhere, evaluated under the suite's protocol (``evaluate-checkpoint``)
+CHECKPOINT_SCHEMA = "mlr-bench/checkpoint-evaluation/v1"
 #: the verdicts of a reproduction
 VERDICTS = ("identical", "nondeterministic", "different kernels", "kernels unknown")
 
 
 #: the sections of defaults.yaml, read by every run
 COMMON_SECTIONS = ("model", "data", "train", "loss", "eval")
-#: common keys that are part of the run id rather than the config hash
-NOT_HASHED = ("data.trial",)
+#: common keys that are part of the run id rather than the config hash (the trial; a split file
+#: through the data fingerprint, which covers every row it gives)
+NOT_HASHED = ("data.trial", "data.split_file")
 #: common keys added after the first committed records, with the value that gives the behaviour
 #: from before them: at that value a key is left out of the config hash, so every run that does
 #: not use it keeps its run id (and ``run`` finds its stored record)
@@ -271,13 +274,30 @@ def reproduction_problem(data: Any, path: str | os.PathLike | None = None) -> st
     return None
 
 
+#: what a split file says it is (``datasets.splits.FORMAT``): not a record, skipped by reports
+SPLIT_FORMAT = "mlr-bench split"
+
+
+def checkpoint_problem(data: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint-evaluation record, or None."""
+    for key, kind in (("name", str), ("method", str), ("dataset", str), ("metrics", dict),
+                      ("weights", dict), ("train_ids", dict)):
+        if not isinstance(data.get(key), kind):
+            return f"a checkpoint evaluation without a valid '{key}'"
+    if not is_name(data["name"]):
+        return "a checkpoint evaluation whose name is not a plain name"
+    return None
+
+
 @dataclass
 class Store:
-    """The records of a results folder: run records, profile records and reproductions."""
+    """The records of a results folder: run records, profile records, reproductions and
+    evaluations of checkpoints trained elsewhere."""
 
     runs: list[dict[str, Any]] = field(default_factory=list)
     profiles: list[dict[str, Any]] = field(default_factory=list)
     reproductions: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
 
@@ -337,6 +357,10 @@ def scan_results(folder: str | Path, skip_bad: bool = False) -> Store:
             store.profiles.append(data | {"_path": str(path)})
         elif schema == REPRODUCTION_SCHEMA:
             store.reproductions.append(data | {"_path": str(path)})
+        elif schema == CHECKPOINT_SCHEMA and checkpoint_problem(data) is None:
+            store.checkpoints.append(data | {"_path": str(path)})
+        elif isinstance(data, dict) and data.get("format") == SPLIT_FORMAT:
+            continue  # a split file kept beside the runs made on it
         elif skip_bad:
             log.warning("skipped %s", problem)
             store.skipped.append(problem)

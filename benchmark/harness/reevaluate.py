@@ -110,16 +110,23 @@ def evaluate_kept(path: Path, record: dict[str, Any], cfg: dict[str, Any],
 
 def evaluate_stored(record_path: str | Path, overrides: list[str], data_root: str | None = None,
                     device_name: str = "auto", progress: bool = True,
-                    cache: dict[str, Any] | None = None) -> dict[str, Any]:
+                    cache: dict[str, Any] | None = None, split_file: str | None = None
+                    ) -> dict[str, Any]:
     """Evaluate a stored run again from its kept weights (``<run id>.model.pt``, written by
     ``--keep-model``) and add what ``overrides`` ask for. The run's identity (its config and its
     data's fingerprint) must be unchanged and its main metrics must come out as stored; the
     record is rewritten atomically with the additions and a ``reevaluated`` entry saying when
     and what. ``cache``: a dict kept across calls, so runs on the same data at the same input
-    size decode their images once."""
+    size decode their images once. ``split_file``: where the split file of a run made on one is
+    now (its lists must give the run's data fingerprint)."""
     path = Path(record_path)
     record = load_record(path)
     cfg = stored_config(record, overrides)
+    if split_file:
+        if not cfg["data"].get("split_file"):
+            raise UserError(f"{path}: run {record['run_id']} was not made on a split file; drop "
+                            "--split")
+        cfg["data"]["split_file"] = str(Path(split_file).resolve())
     evaluation, paths, device, seconds = evaluate_kept(path, record, cfg, data_root,
                                                        device_name, progress, cache)
     evaluation.pop("embeddings")

@@ -14,17 +14,7 @@ from datasets.bank import build_bank
 from datasets.check import check_data
 from datasets.protocols import GENERATED_MARKER
 from datasets.synth import write_like
-
-MLR = {"market1501": "mlr-market1501", "cuhk03": "mlr-cuhk03", "viper": "mlr-viper",
-       "caviar": "caviar"}
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    r = tmp_path_factory.mktemp("data")
-    for like in MLR:
-        write_like(like, r, ids=12, seed=0)
-    return r
+from tests.datasets.conftest import MLR
 
 
 def cfg(*overrides):
