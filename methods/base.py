@@ -84,6 +84,12 @@ class TrainContext:
     device: torch.device
     seed: int
     progress: bool = True
+    #: ``pk_batches(start, steps, rows=None, salt=0)``: batches like the re-id stage's (P x K of
+    #: the config, augmented alike, labels 0..C-1 of the whole training set) for a stage that
+    #: trains a re-id model of its own (a teacher), over the training rows ``rows`` (bank
+    #: indices; None: all), ``steps`` of them from step ``start`` on, drawn from the run's seed
+    #: and ``salt``, so a resumed stage sees the batches an uninterrupted one would
+    pk_batches: Callable[..., Iterator[Batch]] | None = None
 
 
 class StepContext:
@@ -255,6 +261,14 @@ class Method(nn.Module, metaclass=ABCMeta):
         ``"main"``, over every trainable parameter. A method that also trains a discriminator
         returns it under its own name (and sets ``manual_optimization``)."""
         return {"main": build(self.parameters())}
+
+    def reid_schedulers(self, optimizers: dict[str, torch.optim.Optimizer], iters: int,
+                        epochs: int) -> dict[str, Any] | None:
+        """The re-id stage's learning-rate schedulers by optimiser name, each stepped once per
+        step (``iters`` steps per epoch, ``epochs`` epochs), for a method that follows its
+        original's schedule; None (the default): the configured one (``train.*``) on
+        ``"main"``."""
+        return None
 
     def training_summary(self, history: list[dict[str, Any]]) -> dict[str, Any]:
         """Keys added to the record's ``training`` block, computed from the epoch history."""

@@ -10,6 +10,8 @@ if str(ROOT) not in sys.path:
 
 # Never look at a user's real torchvision cache from the tests.
 os.environ.setdefault("TORCH_HOME", str(ROOT / ".pytest_cache" / "torch_home"))
+# nor at timm's (the Hugging Face cache): ImageNet HRNet weights come from a file a test names
+os.environ.setdefault("HF_HUB_CACHE", str(ROOT / ".pytest_cache" / "hf_hub"))
 
 
 @pytest.fixture(autouse=True)

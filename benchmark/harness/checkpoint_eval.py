@@ -132,6 +132,38 @@ def class_count(method_cls: type[Method], cfg: dict[str, Any], state: dict[str, 
     return fallback
 
 
+def load_inference_weights(model: Method, state: dict[str, torch.Tensor]) -> list[str]:
+    """Load ``state`` into ``model``: every tensor of the modules on the query or gallery path
+    must be there (a training-only module, such as a teacher or a discriminator, may be left out
+    of a released checkpoint: the names left out are returned), none may be foreign, and every
+    shape must fit (RuntimeError otherwise)."""
+    own = model.state_dict()
+    foreign = sorted(set(state) - set(own))
+    missing = sorted(set(own) - set(state))
+    needed = [k for k in missing if not _training_only(model, k)]
+    if foreign or needed:
+        parts = []
+        if needed:
+            parts.append(f"missing {len(needed)} tensors of the inference path (e.g. "
+                         f"{', '.join(needed[:3])})")
+        if foreign:
+            parts.append(f"{len(foreign)} tensors this model does not have (e.g. "
+                         f"{', '.join(foreign[:3])})")
+        raise RuntimeError("\n" + "; ".join(parts))
+    model.load_state_dict(state, strict=False)
+    return missing
+
+
+def _training_only(model: Method, key: str) -> bool:
+    """``key`` belongs to a module the method uses in training only."""
+    prefixes = {id(m): name for name, m in model.named_modules()}
+    for module, roles in model.module_roles().values():
+        prefix = prefixes.get(id(module))
+        if not roles and prefix and key.startswith(prefix + "."):
+            return True
+    return False
+
+
 def evaluate_checkpoint(method_name: str, weights: str, dataset: str, cfg: dict[str, Any],
                         data_root: str | None, out_dir: str, train_ids_file: str | None = None,
                         device_name: str = "auto", progress: bool = True) -> dict[str, Any]:
@@ -154,7 +186,7 @@ def evaluate_checkpoint(method_name: str, weights: str, dataset: str, cfg: dict[
     classes = class_count(method_cls, cfg, state, len({s.pid for s in data.train}))
     model = method_cls(cfg, classes)
     try:
-        model.load_state_dict(state)
+        left_out = load_inference_weights(model, state)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         raise UserError(f"{wpath}: the weights do not fit method '{method_cls.name}' at this "
@@ -179,7 +211,8 @@ def evaluate_checkpoint(method_name: str, weights: str, dataset: str, cfg: dict[
         "method": method_cls.name, "dataset": dataset, "trial": trial,
         "profile": cfg["profile"], "config": cfg,
         "weights": {"file": wpath.name, "sha256": digest, "bytes": os.path.getsize(wpath),
-                    "classes": classes, "tensors": len(state)},
+                    "classes": classes, "tensors": len(state),
+                    "training_only_left_out": len(left_out)},
         "train_ids": {"known": ids is not None, "source": source,
                       "count": len(ids) if ids is not None else None,
                       "overlap_with_test": 0 if ids is not None else None},

@@ -95,6 +95,46 @@ class _Step(torch.nn.Module):
         return self.method.training_step(batch)
 
 
+def pk_batches(prep: Prepared, cfg: dict[str, Any], seed: int, device: torch.device,
+               sampler: PKSampler, train_rows: np.ndarray, start: int, iters: int, epochs: int,
+               erasing: dict[str, Any], gather: bool = False) -> Iterator[Batch]:
+    """P x K batches of ``train_rows`` (bank rows; the sampler indexes into them), augmented
+    (flip, crop, random erasing), from step ``start`` on: the re-id stage's, and a stage's that
+    asks for the same kind (``TrainContext.pk_batches``)."""
+    t = cfg["train"]
+    labels = torch.from_numpy(prep.labels)
+    where = {int(r): i for i, r in enumerate(prep.train)}
+    label_of = labels[torch.as_tensor([where[int(r)] for r in train_rows])]
+    flags = prep.flags(train_rows)
+    native = prep.native_size(train_rows)
+    k = int(t["num_instances"])
+    # how a batch reaches the device (train.data_path): the same batches every way, since
+    # every random draw comes from the same CPU generator and uint8 gathers, flips, crops
+    # and erasing are exact on any device
+    mode = str(t.get("data_path", "cpu"))
+    on_device = mode == "device"  # on a CPU run: the same code path, nothing moves
+    pin = mode == "pinned" and device.type == "cuda"
+    bank = prep.images.to(device) if on_device else prep.images  # uint8, once
+    rows_t = torch.as_tensor(train_rows)
+    skip = start % iters
+    for epoch in range(start // iters, epochs):
+        aug_gen = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        for n, global_idx in enumerate(sampler.epoch(epoch)):
+            # every process augments the whole global batch alike, then takes its block
+            rows = rows_t[torch.as_tensor(global_idx)]
+            x = augment(bank[rows.to(bank.device)], aug_gen, t["flip"], t["pad_crop"], erasing)
+            mine = dist_mod.shard(np.arange(len(global_idx)), k)
+            idx = global_idx[mine]
+            x = x[torch.as_tensor(mine).to(x.device)]
+            if epoch == start // iters and n < skip:
+                continue  # resumed inside an epoch: its earlier batches drawn, not trained on
+            if pin:
+                x = x.pin_memory()
+            yield Batch(normalize(x.to(device, non_blocking=True)),
+                        label_of[idx].to(device), flags[idx].to(device), aug_gen,
+                        None if native is None else native[idx], gather)
+
+
 class ReidStage(Stage):
     """The re-id stage every method has: ``train.epochs`` x iterations of the P x K sampler's
     batches (augmented: flip, crop, random erasing), the method's ``training_step``, its
@@ -140,40 +180,19 @@ class ReidStage(Stage):
         return opts
 
     def schedulers(self, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
-        """The configured schedule (warm-up, steps) for ``"main"``; others keep their rate."""
+        """The method's own (``Method.reid_schedulers``), else the configured schedule
+        (warm-up, steps) for ``"main"``; others keep their rate."""
+        own = self.method.reid_schedulers(optimizers, self.iters, self.epochs)
+        if own is not None:
+            return own
         if "main" not in optimizers:
             return {}
         return {"main": build_scheduler(optimizers["main"], self.cfg["train"], self.iters)}
 
     def batches(self, context: TrainContext, start: int) -> Iterator[Batch]:
-        t, prep, device = self.cfg["train"], self.prep, self.device
-        labels = torch.from_numpy(prep.labels)
-        flags = prep.flags(prep.train)
-        native = prep.native_size(prep.train)
-        k = int(t["num_instances"])
-        # how a batch reaches the device (train.data_path): the same batches every way, since
-        # every random draw comes from the same CPU generator and uint8 gathers, flips, crops
-        # and erasing are exact on any device
-        mode = str(t.get("data_path", "cpu"))
-        on_device = mode == "device"  # on a CPU run: the same code path, nothing moves
-        pin = mode == "pinned" and device.type == "cuda"
-        bank = prep.images.to(device) if on_device else prep.images  # uint8, once
-        train_rows = torch.as_tensor(prep.train)
-        for epoch in range(start // self.iters, self.epochs):
-            aug_gen = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
-            for global_idx in self.sampler.epoch(epoch):
-                # every process augments the whole global batch alike, then takes its block
-                rows = train_rows[torch.as_tensor(global_idx)]
-                x = augment(bank[rows.to(bank.device)], aug_gen, t["flip"], t["pad_crop"],
-                            self.erasing)
-                mine = dist_mod.shard(np.arange(len(global_idx)), k)
-                idx = global_idx[mine]
-                x = x[torch.as_tensor(mine).to(x.device)]
-                if pin:
-                    x = x.pin_memory()
-                yield Batch(normalize(x.to(device, non_blocking=True)),
-                            labels[idx].to(device), flags[idx].to(device), aug_gen,
-                            None if native is None else native[idx], self.gather)
+        return pk_batches(self.prep, self.cfg, self.seed, self.device, self.sampler,
+                          self.prep.train, start, self.iters, self.epochs, self.erasing,
+                          self.gather)
 
     def step(self, batch: Batch, ctx: StepContext) -> dict[str, torch.Tensor]:
         if self.method.manual_optimization:
@@ -344,7 +363,8 @@ class TrainLoop:
         self.method, self.prep, self.cfg, self.device = method, prep, cfg, device
         self.seed, self.checkpoint, self.identity, self.hooks = seed, checkpoint, identity, hooks
         self.dist = dist_mod.current()
-        self.context = TrainContext(prep, device, seed, progress and self.dist.is_main)
+        self.context = TrainContext(prep, device, seed, progress and self.dist.is_main,
+                                    self._stage_pk_batches)
         self.progress = progress and self.dist.is_main
         self.reid = ReidStage(method, prep, cfg, seed, device)
         self.stages: list[Stage] = [*method.stages(), self.reid]
@@ -364,6 +384,20 @@ class TrainLoop:
         self.resumed_from: dict[str, Any] | None = None
 
     # -- checkpoints ---------------------------------------------------------------------------
+    def _stage_pk_batches(self, start: int, steps: int, rows: np.ndarray | None = None,
+                          salt: int = 0) -> Iterator[Batch]:
+        """``TrainContext.pk_batches``: a stage's P x K batches (see there)."""
+        t, prep = self.cfg["train"], self.prep
+        rows = prep.train if rows is None else np.asarray(rows)
+        where = {int(r): i for i, r in enumerate(prep.train)}
+        labels = prep.labels[[where[int(r)] for r in rows]]
+        iters = iters_per_epoch(self.cfg, len(rows))
+        seed = self.seed + 7919 * (int(salt) + 1)
+        sampler = PKSampler(labels, prep.flags(rows).tolist(), t["batch_size"],
+                            t["num_instances"], iters, seed, self.method.mix_resolutions)
+        return pk_batches(prep, self.cfg, seed, self.device, sampler, rows, start, iters,
+                          math.ceil(steps / iters), self.reid.erasing)
+
     def kept(self) -> str:
         if self.last_saved and self.checkpoint is not None:
             return f"the checkpoint of {self.last_saved} is kept at {self.checkpoint}"

@@ -149,3 +149,25 @@ def test_a_kept_model_evaluated_as_a_checkpoint_gives_its_runs_numbers(kept_run,
                                 "count": 12, "overlap_with_test": 0}
     assert got["weights"]["classes"] == 12
     assert scan_results(out).checkpoints[0]["name"] == got["name"]
+
+
+def test_a_released_checkpoint_may_leave_out_training_only_modules(smoke_cfg):
+    """A released student without its teacher loads (the teacher is training only); one
+    without a tensor of the inference path does not."""
+    from benchmark.harness.checkpoint_eval import load_inference_weights
+
+    cls = resolve_method("ps-hrnet")
+    state = {k: v for k, v in cls(smoke_cfg, 5).state_dict().items()
+             if not k.startswith("teacher.")}
+    model = cls(smoke_cfg, 5)
+    left = load_inference_weights(model, state)
+    assert left and all(k.startswith("teacher.") for k in left)
+    assert torch.equal(model.state_dict()["net.classifier.weight"], state["net.classifier.weight"])
+    state.pop("net.classifier.weight")  # the classifier is training only: still fine
+    load_inference_weights(cls(smoke_cfg, 5), state)
+    state.pop("vdsr.input.weight")
+    with pytest.raises(RuntimeError, match="missing 1 tensors of the inference path"):
+        load_inference_weights(cls(smoke_cfg, 5), state)
+    with pytest.raises(RuntimeError, match="this model does not have"):
+        load_inference_weights(cls(smoke_cfg, 5), {**cls(smoke_cfg, 5).state_dict(),
+                                                   "extra.w": torch.ones(1)})

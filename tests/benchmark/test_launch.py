@@ -119,7 +119,7 @@ def test_estimate_is_runs_x_epochs_x_images_over_the_profiled_speed(capsys):
         assert row["hours"] == pytest.approx(30 * 120 * per_epoch / speed[0] / 3600)
     assert main(["suite", str(root / "benchmark" / "suites" / "paper-ladder.yaml"),
                  "--estimate", str(root / "docs" / "results" / "profile")]) == 0
-    assert "total: 330 runs" in capsys.readouterr().out  # 11 configs x 10 trials x 3 seeds
+    assert "total: 420 runs" in capsys.readouterr().out  # 14 configs x 10 trials x 3 seeds
     # generated data: its training images are its config's (cpu: 150 ids x 2 cameras x 6)
     field = load_suite(root / "benchmark" / "suites" / "field-cpu.yaml")
     rows = {r["method"]: r for r in estimate(field, root / "docs" / "results" / "profile")}

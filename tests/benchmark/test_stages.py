@@ -133,3 +133,33 @@ def test_several_optimisers_without_manual_optimisation_are_refused():
     m = Forgot(cfg, int(prep.labels.max()) + 1)
     with pytest.raises(TypeError, match="set manual_optimization"):
         training.train(m, prep, cfg, torch.device("cpu"), 0, None, progress=False)
+
+
+def test_a_stage_draws_pk_batches_of_the_rows_it_asks_for_and_resumes_exactly():
+    """``TrainContext.pk_batches``: P x K batches of the rows asked for (a teacher's HR
+    images), labelled as the re-id stage labels them, the same from a resumed step as in an
+    uninterrupted stream, and not the re-id stage's own draw."""
+    from datasets import build_dataset
+    from datasets.bank import prepare_split
+
+    cfg = load_config("smoke", [*SETTINGS, "train.iters_per_epoch=3"])
+    prep = prepare_split(build_dataset("synthetic", cfg), cfg, progress=False)
+    loop = TrainLoop(TeacherStudentToy(cfg, 12), prep, cfg, torch.device("cpu"), 0, None,
+                     False, None, [])
+    hr = prep.train[~prep.is_lr[prep.train]]
+    label = {int(r): int(y) for r, y in zip(prep.train, prep.labels)}
+    whole = list(loop.context.pk_batches(0, 7, hr, salt=1))
+    assert len(whole) == 9  # whole epochs of 3 iterations; the stage stops at its budget
+    k = int(cfg["train"]["num_instances"])
+    for b in whole:
+        assert not b.is_lr.any() and len(b.labels) == int(cfg["train"]["batch_size"])
+        assert all(len(set(b.labels[i:i + k].tolist())) == 1 for i in range(0, len(b.labels), k))
+    assert {int(y) for b in whole for y in b.labels} <= {label[int(r)] for r in hr}
+    tail = list(loop.context.pk_batches(4, 7, hr, salt=1))
+    assert len(tail) == 5
+    for a, b in zip(whole[4:], tail):
+        assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    other = next(iter(loop.context.pk_batches(0, 7, hr, salt=2)))
+    assert not torch.equal(other.images, whole[0].images)
+    reid = next(iter(loop.reid.batches(loop.context, 0)))
+    assert reid.is_lr.any()  # the re-id stage draws from every training image

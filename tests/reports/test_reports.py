@@ -545,7 +545,8 @@ def test_the_literature_marks_every_row_the_suite_runs():
     marked = {n: e["in_suite"] for n, e in data["methods"].items() if e.get("in_suite")}
     assert marked == {"SING": "sing", "CSR-GAN": "csr-gan", "FFSR": "ffsr", "RIFE": "rife",
                       "FFSR+RIFE": "ffsr-rife", "RAIN": "rain", "CAD-Net": "cad-net",
-                      "FTWA": "ftwa"}
+                      "FTWA": "ftwa", "PS-HRNet ID": "ps-hrnet-id",
+                      "PS-HRNet ID+SR": "ps-hrnet-id-sr", "PS-HRNet ID+SR+PS": "ps-hrnet"}
     assert set(marked.values()) <= set(METHODS.names())
     shown = literature_table(data).set_index("method")["runs in the suite"]
     assert shown["RAIN"] == "rain (a reading: no code exists)"
