@@ -38,8 +38,12 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     add_data_root(e)
     add_profile_set(e)
     e.add_argument("--trial", type=int, default=0, help="trial (split) number (default: 0)")
+    e.add_argument("--all-trials", action="store_true",
+                   help="every trial of the protocol, one file each: --out is then a folder, "
+                   "the files <dataset>-trial<K>.split.json")
     e.add_argument("--out", required=True, metavar="FILE",
-                   help="the split file to write (JSON; an existing file is never replaced)")
+                   help="the split file to write (JSON; an existing file is never replaced), or "
+                   "the folder for --all-trials")
     e.set_defaults(func=export)
     s = actions.add_parser(
         "show", help="check a split file and print its counts",
@@ -51,29 +55,35 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 def export(args: argparse.Namespace) -> int:
     from benchmark.core.atomic import write_text
-    from benchmark.core.checks import check_data_root
+    from benchmark.core.checks import check_data_root, check_out_dir
     from benchmark.harness.config import load_config
     from datasets import DATASETS, build_dataset, splits, trial_configs
 
     spec = DATASETS.get(args.dataset)
-    out = Path(args.out)
-    check_parent_writable(out, "--out")
-    if out.exists():
-        raise UserError(f"--out {out}: the file exists; a split file is never replaced (give "
-                        "another name, or remove it first)")
     cfg = load_config(args.profile, args.set)
     if cfg["data"].get("split_file"):
         raise UserError("split export writes the protocol's own split; drop data.split_file")
     check_data_root(args.data_root, args.dataset, spec.needs_root, spec.folder)
-    [(trial, tcfg)] = trial_configs(args.dataset, cfg, [args.trial])
-    data = build_dataset(args.dataset, tcfg, args.data_root if spec.needs_root else None)
-    doc = splits.export(data, args.dataset, tcfg, spec.config_section)
-    write_text(out, json.dumps(doc, indent=None, separators=(",", ":")) + "\n")
-    c = doc["counts"]
-    print(f"wrote {out}: {args.dataset} trial {trial}, train {c['train_images']} images of "
-          f"{c['train_ids']} ids, query {c['query_images']}, gallery {c['gallery_images']} "
-          f"(data {doc['data']['fingerprint']}, {doc['checksum'][:19]}...)")
-    print(f"next: python -m benchmark run --method M --dataset {args.dataset} --split {out}"
+    if args.all_trials:
+        folder = check_out_dir(args.out)
+        trials = trial_configs(args.dataset, cfg, "all")
+        outs = [folder / f"{args.dataset}-trial{k}.split.json" for k, _ in trials]
+    else:
+        trials = trial_configs(args.dataset, cfg, [args.trial])
+        outs = [check_parent_writable(Path(args.out), "--out")]
+    taken = [str(o) for o in outs if o.exists()]
+    if taken:  # nothing is written when any would be replaced
+        raise UserError(f"--out: {', '.join(taken[:3])} exist(s); a split file is never replaced "
+                        "(give another name or folder, or remove them first)")
+    for out, (trial, tcfg) in zip(outs, trials):
+        data = build_dataset(args.dataset, tcfg, args.data_root if spec.needs_root else None)
+        doc = splits.export(data, args.dataset, tcfg, spec.config_section)
+        write_text(out, json.dumps(doc, indent=None, separators=(",", ":")) + "\n")
+        c = doc["counts"]
+        print(f"wrote {out}: {args.dataset} trial {trial}, train {c['train_images']} images of "
+              f"{c['train_ids']} ids, query {c['query_images']}, gallery {c['gallery_images']} "
+              f"(data {doc['data']['fingerprint']}, {doc['checksum'][:19]}...)")
+    print(f"next: python -m benchmark run --method M --dataset {args.dataset} --split {outs[0]}"
           + (f" --data-root {args.data_root}" if spec.needs_root else "")
           + (f" --profile {args.profile}" if args.profile != "cpu" else "")
           + "".join(f" --set {s}" for s in args.set if s.split("=", 1)[0].startswith("data.")))

@@ -175,3 +175,23 @@ def test_evaluate_split_is_refused_for_a_run_not_made_on_one(tmp_path):
     path.write_text(json.dumps(record))
     with pytest.raises(UserError, match="was not made on a split file; drop --split"):
         evaluate_stored(path, [], split_file=str(tmp_path / "s.json"))
+
+
+def test_export_all_trials_writes_one_file_per_trial(root, tmp_path, capsys):
+    out = tmp_path / "splits"
+    args = ["split", "export", "--dataset", "mlr-viper", "--data-root", str(root), "--profile",
+            "smoke", "--all-trials", "--out", str(out)]
+    assert main(args) == 0
+    files = sorted(out.glob("mlr-viper-trial*.split.json"))
+    assert len(files) == DATASETS["mlr-viper"].trials(cfg()) == 10
+    docs = [splits.read(f) for f in files]
+    assert sorted(d["trial"] for d in docs) == list(range(10))
+    assert len({d["checksum"] for d in docs}) == 10  # ten different splits
+    one = build_dataset("mlr-viper", cfg("data.trial=3"), str(root))
+    assert rows(build_dataset("mlr-viper", cfg("data.trial=3", "data.split_file="
+                                               f"{out / 'mlr-viper-trial3.split.json'}"),
+                              str(root))) == rows(one)
+    before = {f: f.read_bytes() for f in files}
+    capsys.readouterr()
+    assert main(args) == 2 and "never replaced" in capsys.readouterr().err
+    assert {f: f.read_bytes() for f in files} == before
