@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -143,6 +144,8 @@ def fingerprint(data: MLRData) -> dict[str, Any]:
                       "every file read" + (", generator parameters" if root is None else "")}
 
 
+log = logging.getLogger(__name__)
+
 Builder = Callable[[dict[str, Any], "str | None"], MLRData]
 Writer = Callable[..., dict[str, int]]
 
@@ -219,8 +222,12 @@ def build_dataset(name: str, cfg: dict[str, Any], data_root: str | None = None) 
     if split_file:
         from datasets import splits
 
-        data = splits.apply(data, splits.read(split_file), split_file, name,
-                            int(cfg["data"]["trial"]))
+        doc = splits.read(split_file)
+        for difference in splits.config_differences(doc, cfg, spec.config_section):
+            log.warning("split file %s was exported with another data config: %s%s", split_file,
+                        difference, " (generated images: its keys now name other images)"
+                        if data.root is None else "")
+        data = splits.apply(data, doc, split_file, name, int(cfg["data"]["trial"]))
     return data
 
 

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from benchmark.core.errors import UserError, short
+from benchmark.core.safeio import slug
 from datasets.base import KEY_SCHEMES, MLRData, Sample, fingerprint, is_key
 
 FORMAT = "mlr-bench split"
@@ -51,10 +53,21 @@ def _rows(data: MLRData) -> dict[str, list[list[Any]]]:
                    for s in getattr(data, name)] for name in LISTS}
 
 
-def checksum(lists: dict[str, list[list[Any]]]) -> str:
-    """sha256 of the lists in a canonical form (the order of rows counts: it is the order the
-    harness reads them in)."""
-    blob = json.dumps({k: lists[k] for k in LISTS}, sort_keys=True, separators=(",", ":"))
+#: what the checksum covers besides the lists: a file relabelled (another trial, dataset or
+#: config) fails it as an edited list does
+SIGNED = ("format", "version", "dataset", "trial", "config")
+#: the grammar of each kind of key (``datasets.base.KEY_SCHEMES``): an image generated in memory
+#: (gen:<pid>:<camera>:<index>), an image inside CUHK03's .mat (mat:<kind>:<pair>:<id>:<view>)
+KEY_GRAMMAR = {"gen": re.compile(r"gen:\d{1,9}:\d{1,3}:\d{1,6}"),
+               "mat": re.compile(r"mat:(labeled|detected):\d{1,3}:\d{1,6}:\d{1,3}")}
+
+
+def checksum(doc: dict[str, Any]) -> str:
+    """sha256 of the lists (the order of rows counts: it is the order the harness reads them
+    in) and of the header fields :data:`SIGNED`, in a canonical form. How to sign a split made
+    elsewhere: ``python -m benchmark split sign FILE``."""
+    signed = {k: doc.get(k) for k in SIGNED} | {k: doc[k] for k in LISTS}
+    blob = json.dumps(signed, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -67,7 +80,7 @@ def export(data: MLRData, dataset: str, cfg: dict[str, Any], section: str | None
                 and k not in ("split_file", "skip_bad")}
     if section:
         protocol[section] = cfg["data"][section]
-    return {
+    doc = {
         "format": FORMAT, "version": VERSION, "dataset": dataset,
         "trial": int(cfg["data"]["trial"]),
         "protocol": data.info.get("protocol"), "metric": data.info.get("metric"),
@@ -76,9 +89,9 @@ def export(data: MLRData, dataset: str, cfg: dict[str, Any], section: str | None
                  "generated": bool(data.info.get("generated"))},
         "columns": COLUMNS,
         "counts": data.counts(),
-        "checksum": checksum(lists),
         **lists,
     }
+    return {**doc, "checksum": checksum(doc)}
 
 
 def _bad(path: str, what: str) -> UserError:
@@ -96,7 +109,13 @@ def _check_row(path: str, name: str, i: int, row: Any) -> list[Any]:
     if not ok:
         raise _bad(path, f"{where} must be [file (text), pid (integer), camera (integer >= 0), "
                          f"rate (integer >= 1), lr (true/false)]; got {short(row, 80)}")
-    if not is_key(file):
+    if is_key(file):
+        grammar = KEY_GRAMMAR.get(file.split(":", 1)[0])
+        if grammar is None or not grammar.fullmatch(file):
+            raise _bad(path, f"{where} names the key {short(file, 60)}, which is not of the form "
+                             "gen:<pid>:<camera>:<index> or "
+                             "mat:<labeled|detected>:<pair>:<id>:<view>")
+    else:
         p = PurePosixPath(file)
         if p.is_absolute() or ".." in p.parts or "\\" in file or ":" in file:
             raise _bad(path, f"{where} names {short(file, 80)}: a file must be a path relative "
@@ -105,9 +124,9 @@ def _check_row(path: str, name: str, i: int, row: Any) -> list[Any]:
     return row
 
 
-def read(path: str | Path) -> dict[str, Any]:
-    """A split file, checked: format and version, every row's fields, the checksum. Errors name
-    the file and what was expected."""
+def read(path: str | Path, verify: bool = True) -> dict[str, Any]:
+    """A split file, checked: format and version, every row's fields, the checksum (unless
+    ``verify`` is false: ``split sign``). Errors name the file and what was expected."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"split file {path}: no such file (write one with python -m benchmark "
@@ -140,12 +159,32 @@ def read(path: str | Path) -> dict[str, Any]:
                                   f"[{', '.join(COLUMNS)}]")
         for i, row in enumerate(rows):
             _check_row(str(path), name, i, row)
+    if "config" in doc and not isinstance(doc["config"], dict):
+        raise _bad(str(path), "\"config\" must be a mapping (the data config it was made with)")
     want = doc.get("checksum")
     have = checksum(doc)
-    if want != have:
-        raise _bad(str(path), f"checksum {short(want, 80)} does not match its lists ({have}): "
-                              "the file was edited or cut short; export it again")
+    if verify and want != have:
+        raise _bad(str(path), f"checksum {short(want, 80)} does not match its lists and header "
+                              f"({have}): the file was edited or cut short; export it again (a "
+                              "split made by hand: python -m benchmark split sign)")
     return doc
+
+
+def config_differences(doc: dict[str, Any], cfg: dict[str, Any], section: str | None
+                       ) -> list[str]:
+    """The keys of the data config the split file was exported with that the run sets
+    otherwise (informational for files, whose rows carry their rates; for images generated in
+    memory a key then names another image)."""
+    made = doc.get("config") if isinstance(doc.get("config"), dict) else {}
+    out = []
+    for key, value in made.items():
+        if key in ("trial", "split_file", "skip_bad"):
+            continue
+        now = cfg["data"].get(key)
+        if key == section or not isinstance(value, dict):
+            if now != value:
+                out.append(f"data.{key}: {short(value, 40)} in the file, {short(now, 40)} here")
+    return out
 
 
 def apply(data: MLRData, doc: dict[str, Any], path: str | Path, dataset: str, trial: int
@@ -176,19 +215,24 @@ def apply(data: MLRData, doc: dict[str, Any], path: str | Path, dataset: str, tr
                                   "reads no files (its images are generated in memory)")
         else:
             full = root / file
-            if not full.is_file() and len(missing) < 3:
+            if not full.is_file():
                 missing.append(file)
+            elif not full.resolve().is_relative_to(root):
+                raise _bad(str(path), f"names {short(file, 80)}, a link that leads outside the "
+                                      f"data root {root}; refused")
             source = str(full)
         return Sample(source, pid, cam, rate, lr)
 
     lists = {name: [sample(r) for r in doc[name]] for name in LISTS}
     if missing:
-        raise _bad(str(path), f"names files that are not under the data root {root}: "
-                              f"{', '.join(missing)}")
+        raise _bad(str(path), f"names {len(missing)} file(s) that do not exist under the data "
+                              f"root {root}: {', '.join(missing[:3])}"
+                              + (", ..." if len(missing) > 3 else ""))
     overlap = sorted({s.pid for s in lists["train"]}
                      & {s.pid for s in lists["query"] + lists["gallery"]})
     if overlap:
-        raise _bad(str(path), f"{len(overlap)} identities are in both the training and the test "
+        raise _bad(str(path), f"{len(overlap)} identit{'y is' if len(overlap) == 1 else 'ies are'} "
+                              "in both the training and the test "
                               f"lists (e.g. {', '.join(map(str, overlap[:5]))}); a re-id split "
                               "keeps them apart")
     info = dict(data.info)
@@ -200,7 +244,7 @@ def apply(data: MLRData, doc: dict[str, Any], path: str | Path, dataset: str, tr
         info["test_ids"] = sorted({s.pid for s in lists["query"]})
         if "lr_rates" in info:
             info["lr_rates"] = {row[0]: row[3] for n in LISTS for row in doc[n] if row[4]}
-    info["split_file"] = {"file": Path(path).name, "checksum": doc["checksum"],
+    info["split_file"] = {"file": slug(Path(path).name), "checksum": doc["checksum"],
                           "exported_from": doc.get("data", {}).get("fingerprint"),
                           "protocols_own": own}
     return replace(data, train=lists["train"], query=lists["query"], gallery=lists["gallery"],

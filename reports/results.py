@@ -133,7 +133,19 @@ def variant(record: dict[str, Any]) -> str:
     method's own section is the one its record names (``model.config_section``)."""
     section = record["model"].get("config_section", LEGACY_SECTIONS.get(record["method"]))
     part = run_config(record["config"], section, None, keep_dataset=False)
+    custom = custom_split(record)
+    if custom:  # a split of its own is not a trial of the protocol: another row
+        part["custom_split"] = custom["checksum"]
     return hashlib.sha256(json.dumps(part, sort_keys=True, default=str).encode()).hexdigest()[:6]
+
+
+def custom_split(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The split file a run was made on when its lists are not the protocol's own draw of the
+    trial (``run --split`` with a split made elsewhere), else None."""
+    split = (record.get("data", {}).get("protocol") or {}).get("split_file")
+    if isinstance(split, dict) and split.get("protocols_own") is False:
+        return split
+    return None
 
 
 def variant_text(record: dict[str, Any]) -> str:
@@ -141,7 +153,11 @@ def variant_text(record: dict[str, Any]) -> str:
     recorded them (``model.variant``), e.g. ``swa_weights=detached`` ("" when none do, or for a
     record older than the field): a readable name for a config variant."""
     own = record["model"].get("variant") or {}
-    return ", ".join(f"{k}={_short(v)}" for k, v in sorted(own.items()))
+    text = ", ".join(f"{k}={_short(v)}" for k, v in sorted(own.items()))
+    custom = custom_split(record)
+    if custom:
+        text = ", ".join(t for t in (text, f"split {custom.get('file')}") if t)
+    return text
 
 
 def _short(value: Any) -> str:

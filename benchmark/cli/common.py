@@ -65,15 +65,9 @@ def add_device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
 
 
-def print_summary(record: dict) -> None:
+def print_metrics(record: dict) -> None:
+    """Rank-k and mAP, per rate, the sweeps, re-ranking and the HR->HR control of a record."""
     m = record["metrics"]
-    gen = " (generated data)" if record["data"]["generated"] else ""
-    arrow = "HR->HR control" if m["query_resolution"] == "hr" else "LR->HR"
-    head = (f"{record['method']} on {record['dataset']}{gen} | profile {record['profile']} | "
-            f"seed {record['seed']} | {arrow} | {m['metric']} metric")
-    if record.get("skipped"):
-        head += " | already in the results store (use --force to run again)"
-    print(head)
     cols = ["rank1", "rank5", "rank10", "rank20", "mAP"]
     print("  " + "  ".join(f"{c:>7}" for c in cols))
     print("  " + "  ".join(f"{m[c]:7.2f}" for c in cols))
@@ -98,6 +92,18 @@ def print_summary(record: dict) -> None:
     if ctrl:
         print(f"  HR->HR control: rank1 {ctrl['rank1']:.2f}  mAP {ctrl['mAP']:.2f}  "
               f"(gap {ctrl['rank1'] - m['rank1']:+.2f} rank-1 points)")
+
+
+def print_summary(record: dict) -> None:
+    m = record["metrics"]
+    gen = " (generated data)" if record["data"]["generated"] else ""
+    arrow = "HR->HR control" if m["query_resolution"] == "hr" else "LR->HR"
+    head = (f"{record['method']} on {record['dataset']}{gen} | profile {record['profile']} | "
+            f"seed {record['seed']} | {arrow} | {m['metric']} metric")
+    if record.get("skipped"):
+        head += " | already in the results store (use --force to run again)"
+    print(head)
+    print_metrics(record)
     tr = record["training"]
     if "swa_collapsed" in tr and tr.get("history"):
         last = tr["history"][-1].get("swa", {})

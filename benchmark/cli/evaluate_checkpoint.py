@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from benchmark.cli.common import add_data_root, add_device, add_numerics, add_profile_set
+from benchmark.cli.common import (
+    add_data_root,
+    add_device,
+    add_numerics,
+    add_profile_set,
+    print_metrics,
+)
 from benchmark.core import names
 from benchmark.core.checks import check_out_dir
 
@@ -19,8 +25,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "known (--train-ids, the train_ids a kept model carries, or the training list of a "
         "split file given with --split) and any is a test identity of the split, it is refused "
         "before any image is decoded: a model scored on people it was trained on measures "
-        "memory. The record goes to --out as checkpoint__<method>__<dataset>__trial<k>__<sha256 "
-        "of the weights>__data<fingerprint>.json.",
+        "memory (a split file that came with the checkpoint gives its training ids with "
+        "--trained-on-split). The record goes to --out as checkpoint__<method>__<dataset>__"
+        "<profile>__trial<k>__<config hash>__<sha256 of the weights>__data<fingerprint>.json "
+        "and is never replaced.",
         epilog="Example: python -m benchmark evaluate-checkpoint --method baseline --weights "
         "results/<run id>.model.pt --dataset synthetic --profile smoke --out results/checkpoints")
     p.add_argument("--method", required=True,
@@ -35,7 +43,10 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="trial (split) of the protocol (default: 0, or the split file's)")
     p.add_argument("--split", default=None, metavar="FILE",
                    help="a split file (split export) to evaluate on instead of the protocol's "
-                   "draw; one that came with the checkpoint also gives its training ids")
+                   "draw")
+    p.add_argument("--trained-on-split", action="store_true",
+                   help="the split file came with the checkpoint: its training list is what the "
+                   "checkpoint was trained on (held against the test ids)")
     p.add_argument("--train-ids", default=None, metavar="FILE",
                    help="the checkpoint's training person ids (a JSON list, or one per line), "
                    "held against the test ids")
@@ -75,14 +86,16 @@ def run(args: argparse.Namespace) -> int:
     [(_, cfg)] = trial_configs(args.dataset, cfg, [trial or 0])
     record = evaluate_checkpoint(args.method, args.weights, args.dataset, cfg,
                                  args.data_root if spec.needs_root else None, args.out,
-                                 args.train_ids, args.device, not args.no_progress)
-    m = record["metrics"]
+                                 args.train_ids, args.device, not args.no_progress,
+                                 args.trained_on_split)
     ids = record["train_ids"]
     print(f"{record['method']} from {record['weights']['file']} on {args.dataset} trial "
-          f"{record['trial']}: rank1 {m['rank1']:.2f}  mAP {m['mAP']:.2f}"
-          + (" (generated data)" if record["data"]["generated"] else ""))
+          f"{record['trial']}" + (" (generated data)" if record["data"]["generated"] else ""))
+    print_metrics(record)
     print("  training ids: " + (f"{ids['count']} from {ids['source']}, none among the test ids"
                                 if ids["known"] else "unknown, overlap with the test ids not "
                                 "checked (give --train-ids or --split)"))
+    for note in record["notes"]:
+        print(f"  note: {note}")
     print(f"  record: {record['path']}")
     return 0

@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "split another run. Results that differ only because the splits differ stop here.",
         epilog="Example: python -m benchmark split export --dataset viper --data-root data "
         "--trial 3 --out viper-trial3.split.json && python -m benchmark run --method ftwa "
-        "--dataset viper --data-root data --split viper-trial3.split.json")
+        "--dataset mlr-viper --data-root data --split viper-trial3.split.json")
     actions = p.add_subparsers(dest="action", metavar="ACTION")
     actions.required = True
     e = actions.add_parser(
@@ -45,6 +45,17 @@ def register(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                    help="the split file to write (JSON; an existing file is never replaced), or "
                    "the folder for --all-trials")
     e.set_defaults(func=export)
+    g = actions.add_parser(
+        "sign", help="check a split file made by hand and write it signed",
+        description="Check a split file made elsewhere (format \"mlr-bench split\", version "
+        "1, dataset, trial, optional config, and the train, query and gallery lists of rows "
+        "[file, pid, camera, rate, lr]) and write it with its checksum to --out (the input is "
+        "left as it is). The checksum covers the lists and the header (format, version, "
+        "dataset, trial, config).")
+    g.add_argument("file", metavar="FILE", help="the split file to sign")
+    g.add_argument("--out", required=True, metavar="FILE",
+                   help="the signed copy (never replaces a file)")
+    g.set_defaults(func=sign)
     s = actions.add_parser(
         "show", help="check a split file and print its counts",
         description="Read a split file, check its rows and checksum, and print what it holds.")
@@ -90,6 +101,20 @@ def export(args: argparse.Namespace) -> int:
     return 0
 
 
+def sign(args: argparse.Namespace) -> int:
+    from benchmark.core.atomic import write_text
+    from datasets import splits
+
+    out = check_parent_writable(Path(args.out), "--out")
+    if out.exists():
+        raise UserError(f"--out {out}: the file exists; a split file is never replaced")
+    doc = splits.read(args.file, verify=False)
+    doc["checksum"] = splits.checksum(doc)
+    write_text(out, json.dumps(doc, indent=None, separators=(",", ":")) + "\n")
+    print(f"wrote {out}: {doc['dataset']} trial {doc['trial']}, {doc['checksum'][:19]}...")
+    return 0
+
+
 def show(args: argparse.Namespace) -> int:
     from datasets import splits
 
@@ -99,5 +124,11 @@ def show(args: argparse.Namespace) -> int:
     print(f"{args.file}: dataset {doc['dataset']}, trial {doc['trial']}, checksum ok")
     for n, (images, ids) in counts.items():
         print(f"  {n:8s} {images:6d} images of {ids:5d} ids")
-    print(f"  LR test images: {lr}; made from data {doc.get('data', {}).get('fingerprint')}")
+    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    print(f"  LR test images: {lr}; protocol {doc.get('protocol')}, metric {doc.get('metric')}; "
+          f"made from data {data.get('fingerprint')}"
+          + (" (generated)" if data.get("generated") else ""))
+    if isinstance(doc.get("config"), dict):
+        made = ", ".join(f"{k}={v}" for k, v in doc["config"].items() if k != "trial")
+        print(f"  data config it was made with: {made}")
     return 0

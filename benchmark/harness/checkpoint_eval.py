@@ -35,7 +35,7 @@ from benchmark.core.safeio import slug
 from benchmark.core.torchio import load_torch
 from benchmark.harness import environment
 from benchmark.harness.evaluation import evaluate
-from benchmark.harness.records import CHECKPOINT_SCHEMA
+from benchmark.harness.records import CHECKPOINT_SCHEMA, config_hash, run_config
 from benchmark.harness.store import write_json_atomic
 from datasets import DATASETS, MLRData, build_dataset, fingerprint
 from datasets.bank import prepare_split
@@ -85,17 +85,20 @@ def read_ids(path: str) -> list[int]:
     return sorted(set(values))
 
 
-def training_ids(obj: Any, train_ids_file: str | None, data: MLRData, split_given: bool
+def training_ids(obj: Any, train_ids_file: str | None, data: MLRData, trained_on_split: bool
                  ) -> tuple[list[int] | None, str]:
-    """The checkpoint's training identities and where they were learnt (None: unknown)."""
+    """The checkpoint's training identities and where they were learnt (None: unknown): the
+    file given, the ids a kept model carries, or, when the user says the split file came with
+    the checkpoint (``trained_on_split``), its training list."""
     if train_ids_file:
         return read_ids(train_ids_file), f"--train-ids {Path(train_ids_file).name}"
     if isinstance(obj, dict) and isinstance(obj.get("train_ids"), list):
         ids = obj["train_ids"]
         if all(isinstance(v, int) and not isinstance(v, bool) for v in ids):
             return sorted(set(ids)), "the checkpoint's train_ids"
-    if split_given:
-        return sorted({s.pid for s in data.train}), "the training list of the split file"
+    if trained_on_split:
+        return (sorted({s.pid for s in data.train}),
+                "the training list of the split file it came with")
     return None, "unknown"
 
 
@@ -166,7 +169,8 @@ def _training_only(model: Method, key: str) -> bool:
 
 def evaluate_checkpoint(method_name: str, weights: str, dataset: str, cfg: dict[str, Any],
                         data_root: str | None, out_dir: str, train_ids_file: str | None = None,
-                        device_name: str = "auto", progress: bool = True) -> dict[str, Any]:
+                        device_name: str = "auto", progress: bool = True,
+                        trained_on_split: bool = False) -> dict[str, Any]:
     """Evaluate ``weights`` as method ``method_name`` on one trial of ``dataset`` under ``cfg``;
     write and return the record."""
     method_cls = resolve_method(method_name)
@@ -180,7 +184,10 @@ def evaluate_checkpoint(method_name: str, weights: str, dataset: str, cfg: dict[
     where = f"{dataset} trial {trial}" + (" (split file)" if cfg["data"].get("split_file")
                                           else "")
     obj = load_torch(wpath, "checkpoint", mmap=True)
-    ids, source = training_ids(obj, train_ids_file, data, bool(cfg["data"].get("split_file")))
+    if trained_on_split and not cfg["data"].get("split_file"):
+        raise UserError("--trained-on-split needs --split FILE (the split the checkpoint came "
+                        "with)")
+    ids, source = training_ids(obj, train_ids_file, data, trained_on_split)
     check_overlap(ids, source, data, wpath, where)
     state = method_cls.released_state_dict(state_dict_of(obj, wpath))
     classes = class_count(method_cls, cfg, state, len({s.pid for s in data.train}))
@@ -193,10 +200,24 @@ def evaluate_checkpoint(method_name: str, weights: str, dataset: str, cfg: dict[
                         f"config ({short(' '.join(lines[1:3]) or lines[0], 300)}); check --profile"
                         "/--set (input size, backbone) against what the checkpoint was trained "
                         "with") from None
+    notes = []
+    if ids is not None and len(ids) != classes:
+        notes.append(f"the checkpoint has {classes} classes but {len(ids)} training ids are "
+                     f"given ({source})")
+    kept = obj.get("config") if isinstance(obj, dict) else None
+    if isinstance(kept, dict) and isinstance(kept.get("model"), dict):
+        size = kept["model"].get("input_size")
+        if size is not None and list(size) != list(cfg["model"]["input_size"]):
+            notes.append(f"the checkpoint was trained at input size {size}, evaluated here at "
+                         f"{cfg['model']['input_size']} (--profile/--set model.input_size)")
     digest = sha256_of(wpath)
     out = Path(out_dir)
-    name = slug(f"checkpoint__{method_cls.name}__{dataset}__trial{trial}__{digest[:10]}"
-                f"__data{fp['hash']}", limit=200)
+    chash = config_hash(run_config(cfg, method_cls.config_section, spec.config_section))
+    name = slug(f"checkpoint__{method_cls.name}__{dataset}__{cfg['profile']}__trial{trial}__"
+                f"{chash}__{digest[:10]}__data{fp['hash']}", limit=200)
+    if (out / f"{name}.json").exists():
+        raise UserError(f"{out / (name + '.json')} exists: these weights were evaluated on this "
+                        "split with this config already (records are never replaced)")
     device = environment.resolve_device(device_name)
     t0 = time.perf_counter()
     prep = prepare_split(data, cfg, progress)
@@ -209,7 +230,7 @@ def evaluate_checkpoint(method_name: str, weights: str, dataset: str, cfg: dict[
         "schema": CHECKPOINT_SCHEMA, "name": name,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "method": method_cls.name, "dataset": dataset, "trial": trial,
-        "profile": cfg["profile"], "config": cfg,
+        "profile": cfg["profile"], "config": cfg, "config_hash": chash,
         "weights": {"file": wpath.name, "sha256": digest, "bytes": os.path.getsize(wpath),
                     "classes": classes, "tensors": len(state),
                     "training_only_left_out": len(left_out)},
@@ -220,6 +241,7 @@ def evaluate_checkpoint(method_name: str, weights: str, dataset: str, cfg: dict[
         "control_hr_to_hr": evaluation.get("control"),
         "data": {"generated": bool(data.info.get("generated")), "fingerprint": fp,
                  "counts": data.counts(), "split_file": data.info.get("split_file")},
+        "notes": notes,
         "seconds": round(time.perf_counter() - t0, 1),
         "environment": environment.block(device),
     }

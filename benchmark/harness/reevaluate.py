@@ -69,10 +69,16 @@ def evaluate_kept(path: Path, record: dict[str, Any], cfg: dict[str, Any],
                         "with --keep-model (`run ... --keep-model --force`) to evaluate it again")
     if data_root is None:
         data_root = record["data"].get("data_root")
+    split_file = cfg["data"].get("split_file")
+    if split_file and not Path(split_file).is_file():
+        raise UserError(f"{path}: run {rid} was made on the split file {split_file}, which is "
+                        "not there now; give `evaluate --split WHERE_IT_IS_NOW`")
     ident = identify(record["method"], record["dataset"], cfg, int(record["seed"]), data_root)
     if ident.run_id != rid:
-        raise UserError(f"{path}: the run would now have id {ident.run_id}, not {rid} (its "
-                        "data or code changed since it was trained); train it anew with `run`")
+        why = ("the split file's lists are not the run's, or its data or code changed" if
+               split_file else "its data or code changed since it was trained")
+        raise UserError(f"{path}: the run would now have id {ident.run_id}, not {rid} ({why}); "
+                        "train it anew with `run`")
     device = environment.resolve_device(device_name)
     # weights only (no code runs), the tensors mapped until the identity is checked
     state = load_torch(paths.model, "kept model", mmap=True)

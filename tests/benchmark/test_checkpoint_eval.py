@@ -109,6 +109,25 @@ def test_a_split_file_that_mixes_train_and_test_ids_is_refused(tmp_path, smoke_c
                  "--split", str(split), "--out", str(tmp_path / "out")]) == 2
 
 
+def test_a_split_gives_training_ids_only_when_the_checkpoint_came_with_it(tmp_path, smoke_cfg,
+                                                                        no_decoding):
+    from datasets import build_dataset
+
+    split = tmp_path / "s.json"
+    assert main(["split", "export", "--dataset", "synthetic", "--profile", "smoke", "--out",
+                 str(split)]) == 0
+    cfg = json.loads(json.dumps(smoke_cfg))
+    cfg["data"]["split_file"] = str(split)
+    data = build_dataset("synthetic", cfg)
+    assert checkpoint_eval.training_ids({}, None, data, False) == (None, "unknown")
+    ids, source = checkpoint_eval.training_ids({}, None, data, True)
+    assert ids == list(range(12)) and "split file it came with" in source
+    path = fake_checkpoint(tmp_path, smoke_cfg, None)
+    with pytest.raises(UserError, match="--trained-on-split needs --split"):
+        evaluate_checkpoint("baseline", str(path), "synthetic", smoke_cfg, None,
+                            str(tmp_path / "out"), trained_on_split=True)
+
+
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, smoke_cfg, no_decoding):
     class Payload:
         def __reduce__(self):
@@ -140,7 +159,7 @@ def test_a_kept_model_evaluated_as_a_checkpoint_gives_its_runs_numbers(kept_run,
                  "--dataset", "synthetic", "--profile", "smoke", "--set", "model.weights=none",
                  "--out", str(out), "--no-progress"]) == 0
     assert "none among the test ids" in capsys.readouterr().out
-    (path,) = out.glob("checkpoint__baseline__synthetic__trial0__*.json")
+    (path,) = out.glob("checkpoint__baseline__synthetic__smoke__trial0__*.json")
     got = json.loads(path.read_text())
     assert got["metrics"]["rank1"] == record["metrics"]["rank1"]
     assert got["metrics"]["mAP"] == record["metrics"]["mAP"]
@@ -149,6 +168,11 @@ def test_a_kept_model_evaluated_as_a_checkpoint_gives_its_runs_numbers(kept_run,
                                 "count": 12, "overlap_with_test": 0}
     assert got["weights"]["classes"] == 12
     assert scan_results(out).checkpoints[0]["name"] == got["name"]
+    capsys.readouterr()
+    assert main(["evaluate-checkpoint", "--method", "baseline", "--weights", str(weights),
+                 "--dataset", "synthetic", "--profile", "smoke", "--set", "model.weights=none",
+                 "--out", str(out), "--no-progress"]) == 2  # never replaced
+    assert "records are never replaced" in capsys.readouterr().err
 
 
 def test_a_released_checkpoint_may_leave_out_training_only_modules(smoke_cfg):

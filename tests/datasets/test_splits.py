@@ -119,7 +119,8 @@ def test_a_missing_image_is_named_before_any_is_read(root, tmp_path):
     shutil.copytree(root / "market1501", copy / "market1501")
     path, data = export_file(tmp_path, "mlr-market1501", str(copy))
     Path(data.gallery[0].source).unlink()
-    refused(path, "not under the data root", "mlr-market1501", str(copy))
+    refused(path, "names 1 file\\(s\\) that do not exist under the data root", "mlr-market1501",
+            str(copy))
 
 
 def test_not_json_and_too_deep_are_refused(tmp_path):
@@ -195,3 +196,59 @@ def test_export_all_trials_writes_one_file_per_trial(root, tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 2 and "never replaced" in capsys.readouterr().err
     assert {f: f.read_bytes() for f in files} == before
+
+
+def test_a_relabelled_file_fails_its_checksum_and_sign_makes_a_hand_made_one_valid(tmp_path,
+                                                                                    capsys):
+    path = edited(tmp_path, lambda d: None)
+    doc = json.loads(path.read_text())
+    doc["trial"] = 3  # the same lists called another trial: not accepted unsigned
+    path.write_text(json.dumps(doc))
+    with pytest.raises(UserError, match="does not match its lists and header"):
+        splits.read(path)
+    doc = {k: doc[k] for k in ("format", "version", "dataset", "trial", *splits.LISTS)}
+    doc["trial"] = 0
+    hand = tmp_path / "hand.json"
+    hand.write_text(json.dumps(doc))  # made by hand: no checksum
+    signed = tmp_path / "signed.json"
+    assert main(["split", "sign", str(hand), "--out", str(signed)]) == 0
+    assert splits.read(signed)["checksum"] == splits.checksum(doc)
+    assert main(["split", "sign", str(hand), "--out", str(signed)]) == 2  # never replaced
+    assert "never replaced" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["gen:abc", "gen:0:0:0/../../etc/passwd", "gen:0:0:0\x00",
+                                 "mat:labeled:1"])
+def test_a_malformed_key_is_refused_before_any_image_is_read(tmp_path, key):
+    refused(edited(tmp_path, lambda d: d["query"][0].__setitem__(0, key)), "is not of the form")
+
+
+def test_a_link_out_of_the_data_root_is_refused(root, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(root / "market1501", copy / "market1501")
+    path, data = export_file(tmp_path, "mlr-market1501", str(copy))
+    doc = json.loads(path.read_text())
+    outside = tmp_path / "elsewhere.jpg"
+    outside.write_bytes(Path(data.gallery[0].source).read_bytes())
+    link = copy / "market1501" / "link.jpg"
+    link.symlink_to(outside)
+    doc["gallery"][0][0] = "market1501/link.jpg"
+    doc["checksum"] = splits.checksum(doc)
+    path.write_text(json.dumps(doc))
+    refused(path, "a link that leads outside the data root", "mlr-market1501", str(copy))
+
+
+def test_a_custom_split_is_its_own_row_in_the_report(tmp_path):
+    from reports.results import custom_split, variant, variant_text
+    from tests.conftest import smoke_record
+
+    own = smoke_record("baseline")
+    custom = json.loads(json.dumps(own))
+    custom["data"]["protocol"]["split_file"] = {"file": "mine.json", "checksum": "sha256:ab",
+                                                "protocols_own": False}
+    exported = json.loads(json.dumps(own))
+    exported["data"]["protocol"]["split_file"] = {"file": "t0.json", "checksum": "sha256:cd",
+                                                  "protocols_own": True}
+    assert custom_split(own) is None and custom_split(exported) is None
+    assert variant(exported) == variant(own) != variant(custom)
+    assert variant_text(custom) == "split mine.json"
