@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     spec = DATASETS.get(args.dataset)
     if not Path(args.weights).is_file():
         raise UserError(f"--weights {args.weights}: no such file")
-    check_out_dir(args.out)
+    check_out_dir(args.out, create=False)
     cfg = load_config(args.profile, args.set)
     trial = args.trial
     if args.split:

@@ -22,11 +22,20 @@ def check_seed(seed: int, what: str = "--seed") -> int:
     return seed
 
 
-def check_out_dir(path: str | os.PathLike, need_bytes: int = 0, what: str = "--out") -> Path:
-    """``path`` is (or can be made) a writable folder with ``need_bytes`` free."""
+def check_out_dir(path: str | os.PathLike, need_bytes: int = 0, what: str = "--out",
+                  create: bool = True) -> Path:
+    """``path`` is (or can be made) a writable folder with ``need_bytes`` free. ``create``
+    false: a missing folder is not made now (a command that may still refuse its input leaves
+    nothing behind); its nearest existing parent must be a writable folder."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"{what} {path} is a file; expected a folder")
+    if not create and not path.exists():
+        parent = next((p for p in path.absolute().parents if p.exists()), None)
+        if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+            raise UserError(f"{what} {path} cannot be created: {parent} is not a writable "
+                            "folder")
+        return path
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -92,6 +92,7 @@ def test_train_ids_given_on_the_command_line_are_checked_too(tmp_path, smoke_cfg
     err = capsys.readouterr().err
     assert code == 2 and "trained on 1 of the 10 test identities" in err and "--train-ids" in err
     assert len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # a refusal leaves no folder behind
 
 
 def test_a_split_file_that_mixes_train_and_test_ids_is_refused(tmp_path, smoke_cfg,
