@@ -190,7 +190,7 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
         })
     cost_view = cost.drop(columns=["path"]) if not cost.empty else cost
     repro = reproductions_frame(store)
-    lit = lit_mod.literature_table()
+    lit = lit_mod.literature_table(agg=agg)
     return {
         "literature": {"md": md_table(lit), "html": html_table(lit),
                        "places": lit_mod.ftwa_place(), "notes": lit_mod.source_notes(),

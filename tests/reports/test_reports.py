@@ -551,3 +551,28 @@ def test_the_literature_marks_every_row_the_suite_runs():
     shown = literature_table(data).set_index("method")["runs in the suite"]
     assert shown["RAIN"] == "rain (a reading: no code exists)"
     assert shown["SING"] == "sing" and shown["PCB"] == "—"
+
+
+def test_the_literature_shows_what_the_suite_reproduced_on_the_real_data_beside_it():
+    import pandas as pd
+
+    from reports.literature import literature, literature_table
+
+    def row(method, dataset, profile, mean, std, n, generated, label=None):
+        return {"method": method, "dataset": dataset, "profile": profile, "rank1_mean": mean,
+                "rank1_std": std, "n": n, "generated": generated, "label": label or method}
+
+    agg = pd.DataFrame([row("ps-hrnet", "mlr-cuhk03", "paper", 90.06, 0.71, 3, False),
+                        row("ps-hrnet", "mlr-cuhk03", "cpu", 50.0, 1.0, 3, False),
+                        row("ps-hrnet", "mlr-viper", "cpu", 30.0, 0.0, 1, False),
+                        row("ps-hrnet", "synthetic", "cpu", 80.0, 1.0, 3, True),
+                        row("sing", "mlr-market1501", "paper", 60.0, 0.0, 1, True)])
+    table = literature_table(literature(), agg).set_index("method")
+    cuhk = [c for c in table.columns if "CUHK03" in c][0]
+    viper = [c for c in table.columns if "VIPeR" in c][0]
+    market = [c for c in table.columns if "Market" in c][0]
+    ps = [i for i in table.index if i.startswith("PS-HRNet ID+SR+PS")][0]
+    assert table.loc[ps, cuhk].endswith("; here: 90.1 ± 0.7 [n=3, paper]")  # paper profile only
+    assert table.loc[ps, viper].endswith("; here: 30.0 [n=1, cpu]")
+    assert "here" not in table.loc["SING", market]  # generated data is other data
+    assert "here" not in literature_table(literature()).set_index("method").loc[ps, cuhk]
