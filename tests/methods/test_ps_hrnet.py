@@ -209,3 +209,37 @@ def test_imagenet_weights_come_from_a_named_file_only(smoke, tmp_path):
     key = "stage4.0.branches.0.0.conv1.weight"
     assert torch.equal(m.net.hrnet.state_dict()[key], src[key] + 1)
     assert str(path) in m.weights_origin
+
+
+def test_a_released_student_in_the_notebooks_names_is_evaluated(tmp_path, smoke):
+    """The official student's checkpoint (its names, DataParallel's prefix, HRNet's unused
+    modules, no teacher) through evaluate-checkpoint: the weights land where they belong and the
+    evaluation is the model's."""
+    from benchmark.harness.checkpoint_eval import evaluate_checkpoint
+
+    cfg = load_config("smoke", ["model.weights=none"])
+    torch.manual_seed(3)
+    model = resolve_method("ps-hrnet")(cfg, 7)
+    official = {}
+    for k, v in model.state_dict().items():
+        if k.startswith("teacher."):
+            continue  # the notebook's student checkpoint holds no teacher
+        if k.startswith("vdsr.blocks."):
+            k = k.replace("vdsr.blocks.", "vdsr.residual_layer.").replace(
+                ".ca.squeeze.", ".ca.module.1.").replace(".ca.expand.", ".ca.module.3.")
+        elif k.startswith("net.bottleneck."):
+            k = "classifier.add_block." + k.removeprefix("net.bottleneck.")
+        elif k.startswith("net.classifier."):
+            k = "classifier.classifier.0." + k.removeprefix("net.classifier.")
+        elif k.startswith("net.hrnet."):
+            k = k.removeprefix("net.hrnet.")
+        official["module." + k] = v
+    official["module.final_layer.0.weight"] = torch.zeros(2048, 1024, 1, 1)
+    path = tmp_path / "net_70.pth"
+    torch.save(official, path)
+    rec = evaluate_checkpoint("ps-hrnet", str(path), "synthetic", cfg, None,
+                              str(tmp_path / "out"), progress=False)
+    assert rec["weights"]["classes"] == 7
+    assert rec["weights"]["training_only_left_out"] == len(
+        [k for k in model.state_dict() if k.startswith("teacher.")])
+    assert rec["train_ids"]["known"] is False and rec["metrics"]["num_valid_queries"] == 40
