@@ -53,6 +53,13 @@ CLAIMS = [
       for method, row in (("sing", "SING"), ("csr-gan", "CSR-GAN"), ("ffsr-rife", "RIFE"),
                           ("rain", "RAIN-style"), ("cad-net", "CRGAN (CAD-Net-style)"))
       for tag, ftwa in (("", "ftwa"), ("[swa_weights=detached]", "ftwa [swa_weights=detached]"))],
+    # the state of the art after FTWA: PS-HRNet (TIP 2021) against FTWA, the literal and the
+    # guarded one, and PS-HRNet's own ablation (its Table I: ID < ID+SR < ID+SR+PS)
+    *[Claim(f"PS-HRNet > FTWA{' ' + tag if tag else ''} (PS-HRNet, Table I)", "ps-hrnet", ftwa)
+      for tag, ftwa in (("", "ftwa"), ("[swa_weights=detached]", "ftwa [swa_weights=detached]"))],
+    Claim("PS-HRNet: VDSR-CA helps (ID+SR > ID, its Table I)", "ps-hrnet-id-sr", "ps-hrnet-id"),
+    Claim("PS-HRNet: the pseudo-siamese teacher helps (ID+SR+PS > ID+SR, its Table I)",
+          "ps-hrnet", "ps-hrnet-id-sr"),
     # the CAD-Net-style reading checked against the paper's own ablation (removing the feature
     # discriminator or the recovery term hurts most; benchmark/suites/cad-net-ablation-cpu.yaml)
     *[Claim(f"reading check: CAD-Net-style's {term} helps (cad-net > cad-net [{key}=0])",

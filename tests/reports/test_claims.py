@@ -82,6 +82,8 @@ def test_claims_rows_come_from_the_records(tmp_path, ftwa_record):
         write(folder, ftwa_record, "rain", seed, 35.0 + seed)
         write(folder, ftwa_record, "cad-net", seed, 50.0 + seed)
         write(folder, ftwa_record, "cad-net", seed, 40.0, own={"lambda_rec": 0.0})
+        write(folder, ftwa_record, "ps-hrnet", seed, 41.0 + seed)
+        write(folder, ftwa_record, "ps-hrnet-id-sr", seed, 42.0)
     frame = runs_frame(load_store(folder))
     frame = frame.merge(aggregate(frame)[["config_hash", "label"]], on="config_hash")
     table = claims_table(frame, frame.iloc[:0], "smoke").set_index("claim")
@@ -93,6 +95,15 @@ def test_claims_rows_come_from_the_records(tmp_path, ftwa_record):
     assert guarded["diff"] == pytest.approx(np.mean([5.0, 9.0, 7.0]))
     assert guarded["verdict"] == "holds"
     assert not any("SING" in c or "CSR-GAN" in c for c in table.index)  # did not run
+    # after FTWA: PS-HRNet against both FTWAs, and its own ablation where both rows ran
+    ps = table.loc["PS-HRNet > FTWA (PS-HRNet, Table I)"]
+    assert ps["diff"] == pytest.approx(np.mean([11.0, 10.0, 12.0])) and ps["verdict"] == "holds"
+    assert table.loc["PS-HRNet > FTWA [swa_weights=detached] (PS-HRNet, Table I)"][
+        "diff"] == pytest.approx(np.mean([1.0, -3.0, -1.0]))
+    teacher = table.loc["PS-HRNet: the pseudo-siamese teacher helps (ID+SR+PS > ID+SR, its "
+                        "Table I)"]
+    assert teacher["diff"] == pytest.approx(0.0)
+    assert not any("VDSR-CA helps" in c for c in table.index)  # ps-hrnet-id did not run
     # the CAD-Net-style reading against the paper's ablation: one row per ablation that ran
     rec = table.loc["reading check: CAD-Net-style's recovery term helps (cad-net > cad-net "
                     "[lambda_rec=0])"]
