@@ -98,11 +98,14 @@ class StepContext:
     discriminator's update, then the update of the encoder it is trained against)."""
 
     def __init__(self, optimizers: dict[str, torch.optim.Optimizer], step: int,
-                 device: torch.device, check: Callable[[torch.Tensor, str], None]):
+                 device: torch.device, check: Callable[[torch.Tensor, str], None],
+                 before_step: Callable[[torch.optim.Optimizer], None] | None = None):
         self.optimizers = optimizers
         self.step = step
         self.device = device
         self._check = check
+        #: called between backward and step (a stage's gradients averaged over processes)
+        self._before_step = before_step
         self.updated: list[str] = []
 
     def optimize(self, name: str, loss: torch.Tensor, retain_graph: bool = False) -> None:
@@ -115,6 +118,8 @@ class StepContext:
         opt = self.optimizers[name]
         opt.zero_grad(set_to_none=True)
         loss.backward(retain_graph=retain_graph)
+        if self._before_step is not None:
+            self._before_step(opt)
         opt.step()
         self.updated.append(name)
 

@@ -202,6 +202,20 @@ def all_mean(values: dict[str, float]) -> dict[str, float]:
     return {k: float(v) / d.world for k, v in zip(keys, t.cpu().tolist())}
 
 
+def average_gradients(optimizer: torch.optim.Optimizer) -> None:
+    """Average the gradients of ``optimizer``'s parameters over the processes (what DDP does for
+    the re-id stage), for a stage that steps its own optimisers (a teacher, an SR network) on
+    each process's block of the batch; nothing on one process."""
+    if not current().active:
+        return
+    world = float(dist.get_world_size())
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                dist.all_reduce(p.grad)
+                p.grad.div_(world)
+
+
 def barrier() -> None:
     if _CURRENT.active:
 

@@ -484,7 +484,12 @@ class TrainLoop:
                 f"train.base_lr (now {self.cfg['train']['base_lr']:g}) or check the data")
 
     def run_step(self, stage: Stage, batch: Any) -> dict[str, float]:
-        ctx = StepContext(self.optimizers, self.step_in_stage, self.device, self.check_loss)
+        # a stage other than re-id (which DDP wraps) trains on each process's block of the
+        # batch: its gradients are averaged over the processes before each update
+        sync = (dist_mod.average_gradients if self.dist.active and stage is not self.reid
+                else None)
+        ctx = StepContext(self.optimizers, self.step_in_stage, self.device, self.check_loss,
+                          sync)
         amp = (stage is self.reid and bool(self.cfg["train"]["amp"])
                and self.device.type == "cuda")
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=amp):
@@ -497,6 +502,8 @@ class TrainLoop:
             self.check_loss(losses["loss"])
             opt.zero_grad(set_to_none=True)
             losses["loss"].backward()
+            if sync is not None:
+                sync(opt)
             opt.step()
         # the rate each optimiser took this step, before its schedule moves it on
         self.step_rates = {k: float(o.param_groups[0]["lr"]) for k, o in self.optimizers.items()}
@@ -523,6 +530,10 @@ class TrainLoop:
             stage = self.stages[index]
             self.stage_index = index
             resuming = self.resumed_from is not None and index == self.resumed_from["stage"]
+            if resuming and len(self.summaries) > index:
+                # the stage had ended (and was recorded) when the checkpoint was written
+                self.freeze(stage)
+                continue
             self.start_step = self.step_in_stage if resuming else 0
             self.step_in_stage = self.start_step
             self.optimizers = stage.optimizers()

@@ -99,6 +99,46 @@ def _worker(rank, world, folder):
         dist.destroy_process_group()
 
 
+def _stage_worker(rank, world, folder):
+    import torch.distributed as dist
+
+    from benchmark.core import distributed
+
+    dist.init_process_group("gloo", init_method=f"file://{folder}/store2", rank=rank,
+                            world_size=world)
+    distributed.set_current(Dist(rank, world, rank, "gloo", "test"))
+    try:
+        w = torch.nn.Parameter(torch.ones(3))
+        opt = torch.optim.SGD([w], lr=1.0)
+        (w * torch.tensor([1.0, 2.0, 3.0]) * (rank + 1)).sum().backward()  # rank's own grads
+        distributed.average_gradients(opt)
+        opt.step()
+        torch.save({"grad": w.grad.clone(), "w": w.detach().clone()}, f"{folder}/s{rank}.pt")
+    finally:
+        distributed.set_current(Dist())
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_a_stage_averages_its_gradients_over_the_processes(tmp_path):
+    """A stage outside DDP (a teacher, an SR network) steps its own optimiser on each process's
+    block: the gradients are averaged first, so every process takes the same update."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_stage_worker, args=(2, str(tmp_path)), nprocs=2, join=True)
+    got = [torch.load(tmp_path / f"s{r}.pt") for r in range(2)]
+    mean = torch.tensor([1.0, 2.0, 3.0]) * 1.5  # (1 + 2) / 2
+    for g in got:
+        torch.testing.assert_close(g["grad"], mean)
+        torch.testing.assert_close(g["w"], 1.0 - mean)
+    w = torch.nn.Parameter(torch.ones(2))  # one process: nothing changes
+    w.grad = torch.tensor([2.0, 4.0])
+    from benchmark.core.distributed import average_gradients
+
+    average_gradients(torch.optim.SGD([w], lr=1.0))
+    assert torch.equal(w.grad, torch.tensor([2.0, 4.0]))
+
+
 @pytest.mark.slow
 def test_two_processes_take_the_step_one_process_takes(tmp_path):
     """The mean of the 2 processes' first-step losses equals one process's loss on the same

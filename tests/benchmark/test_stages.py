@@ -77,16 +77,19 @@ class Killed(Exception):
     pass
 
 
-def _kill_after(monkeypatch, stage_name: str, nth: int) -> None:
+def _kill_after(monkeypatch, stage_name: str, nth: int, at_end: bool = False) -> None:
     """Make the run stop, as a kill would, right after the ``nth`` checkpoint written inside
-    stage ``stage_name`` (a checkpoint in the middle of it)."""
+    stage ``stage_name`` (a checkpoint in the middle of it), or (``at_end``) right after the
+    one written when it ends."""
     real = TrainLoop.save_checkpoint
     seen = []
 
     def save_then_die(self):
         real(self)
         stage = self.stages[self.stage_index]
-        if stage.name == stage_name and 0 < self.step_in_stage < stage.steps:
+        inside = (self.step_in_stage == stage.steps if at_end
+                  else 0 < self.step_in_stage < stage.steps)
+        if stage.name == stage_name and inside:
             seen.append(self.step_in_stage)
             if len(seen) == nth:
                 raise Killed
@@ -118,6 +121,21 @@ def test_a_run_killed_mid_stage_resumes_to_the_uninterrupted_numbers(tmp_path, m
     assert stored["training"]["stages"][-1]["steps_done"] == 3 * 2  # the re-id budget
     if method == ADVERSARIAL:
         assert stored["training"]["stages"][-1]["optimizers"] == ["disc", "main"]
+
+
+@pytest.mark.slow
+def test_a_run_killed_as_a_stage_ends_resumes_without_recording_it_twice(tmp_path, monkeypatch):
+    cfg = _cfg()
+    whole = run_experiment(TEACHER, "synthetic", cfg, out_dir=tmp_path / "whole",
+                           progress=False)
+    _kill_after(monkeypatch, "teacher", 1, at_end=True)
+    out = tmp_path / "killed"
+    with pytest.raises(Killed):
+        run_experiment(TEACHER, "synthetic", cfg, out_dir=out, progress=False)
+    monkeypatch.undo()
+    resumed = run_experiment(TEACHER, "synthetic", cfg, out_dir=out, progress=False)
+    assert [s["name"] for s in resumed["training"]["stages"]] == ["teacher", "reid"]
+    assert _essence(resumed) == _essence(whole)
 
 
 @pytest.mark.slow
