@@ -89,7 +89,8 @@ OPTIONS = {
     "optimizer": Option("code", "code: SGD Nesterov (momentum 0.9, weight decay 5e-4 on every "
                         "parameter), 3e-4 for the first 5/71 of training, then 0.0085 x "
                         "0.1^(epoch // 30) on the 71-epoch scale, laid over the run's re-id "
-                        "budget; suite: train.optimizer with its schedule",
+                        "budget; suite: the student takes train.optimizer with its schedule, the "
+                        "teacher Adam at train.base_lr and train.weight_decay, constant",
                         ("code", "suite")),
     "teacher_steps": Option(0, "steps of the teacher stage (ps-hrnet; 0: the re-id stage's "
                             "budget, as the code trains both for 71 epochs)", low=0),
@@ -104,7 +105,10 @@ CODE_WARM_LR, CODE_LR = 3e-4, 0.0085
 def code_lr(fraction: float) -> float:
     """The code's learning rate at ``fraction`` of training (0..1) on its 71-epoch scale: 3e-4
     (constant) for epochs 0-4, then 0.0085 x 0.1^(epoch // 30)."""
-    epoch = int(fraction * CODE_EPOCHS)
+    return code_lr_at_epoch(int(fraction * CODE_EPOCHS))
+
+
+def code_lr_at_epoch(epoch: int) -> float:
     if epoch < CODE_WARM_EPOCHS:
         return CODE_WARM_LR
     return CODE_LR * 0.1 ** (epoch // CODE_STEP_EPOCHS)
@@ -117,8 +121,8 @@ def code_optimizer(params) -> torch.optim.Optimizer:
 def code_scheduler(opt: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Stepped once per step: the learning rate of :func:`code_lr` at step / ``steps``."""
     total = max(1, steps)
-    return torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda it: code_lr(min(it, total - 1) / total) / CODE_LR)
+    return torch.optim.lr_scheduler.LambdaLR(  # the epoch on the 71-epoch scale, in integers
+        opt, lambda it: code_lr_at_epoch(min(it, total - 1) * CODE_EPOCHS // total) / CODE_LR)
 
 
 class ChannelAttention(nn.Module):
@@ -220,8 +224,12 @@ class HRNetReID(nn.Module):
         if state is not None:
             own = self.hrnet.state_dict()
             fit = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-            if not fit:
-                raise UserError(f"ps_hrnet.imagenet: no tensor of the file fits {p['hrnet']}")
+            missing = [k for k in own if k not in fit and not k.endswith("num_batches_tracked")]
+            if missing:
+                raise UserError(f"ps_hrnet.imagenet: the file does not hold {p['hrnet']}: "
+                                f"{len(missing)} of its {len(own)} tensors are missing or of "
+                                f"another shape (e.g. {missing[0]}); give the weights of "
+                                f"{p['hrnet']} or ps_hrnet.imagenet=none")
             self.hrnet.load_state_dict(fit, strict=False)
         width = int(p["bottleneck"])
         self.bottleneck = nn.Sequential(nn.Linear(POOLED_DIM, width), nn.BatchNorm1d(width),
@@ -389,11 +397,13 @@ class PSHRNet(Method):
             losses["sr"] = l_sr.detach()
         if self.teacher is not None and len(rows):
             self.teacher.eval()
+            n = int((~batch.is_lr).sum())  # the HR images; their twins repeat them
             with torch.no_grad():
-                t = self.teacher(targets)
+                t = self.teacher(targets[:n])
             mine = [out["pooled"][rows], *(b[rows] for b in out["branches"]),
                     out["logits"][rows]]
-            theirs = [t["pooled"], *t["branches"], t["logits"]]
+            theirs = [v.repeat(len(rows) // n, 1) for v in (t["pooled"], *t["branches"],
+                                                            t["logits"])]
             l_kd = sum(nn.functional.l1_loss(s, o) for s, o in zip(mine, theirs))
             total = total + float(p["distill_weight"]) * l_kd
             losses["distill"] = l_kd.detach()

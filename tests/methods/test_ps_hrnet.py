@@ -5,6 +5,7 @@ the official notebook's names mapped onto the model's."""
 import pytest
 import torch
 
+from benchmark.core.errors import UserError
 from benchmark.harness.config import load_config
 from methods import Batch, StepContext, ps_hrnet, resolve_method
 
@@ -209,6 +210,10 @@ def test_imagenet_weights_come_from_a_named_file_only(smoke, tmp_path):
     key = "stage4.0.branches.0.0.conv1.weight"
     assert torch.equal(m.net.hrnet.state_dict()[key], src[key] + 1)
     assert str(path) in m.weights_origin
+    stem = tmp_path / "stem.pth"  # another HRNet's file fits a few stem tensors only: refused
+    torch.save({k: v for k, v in src.items() if k.startswith(("conv1", "bn1"))}, stem)
+    with pytest.raises(UserError, match="does not hold hrnet_w18_small"):
+        resolve_method("ps-hrnet-id")(load_config("smoke", [f"ps_hrnet.imagenet={stem}"]), 4)
 
 
 def test_a_released_student_in_the_notebooks_names_is_evaluated(tmp_path, smoke):
