@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     method = resolve_method(args.method).name  # registers a module:Class method first
     DATASETS.get(args.dataset)
     cfg = load_config(args.profile, args.set)
-    if args.split:
+    if args.split or cfg["data"].get("split_file"):  # --split F, or --set data.split_file=F
+        args.split = args.split or cfg["data"]["split_file"]
         use_split_file(cfg, args)
     # under torchrun / srun: join the process group; only rank 0 prints and writes
     dist, args.device = distributed.init(args.device)

@@ -141,9 +141,10 @@ def test_cli_export_show_and_no_overwrite(tmp_path, capsys):
     assert "never replaced" in capsys.readouterr().err and out.read_bytes() == before
     assert main(["split", "show", str(out)]) == 0
     assert "checksum ok" in capsys.readouterr().out
-    assert main(["run", "--method", "baseline", "--dataset", "mlr-viper", "--split", str(out),
-                 "--out", str(tmp_path / "r")]) == 2
-    assert "made for dataset 'synthetic'" in capsys.readouterr().err
+    for given in (["--split", str(out)], ["--set", f"data.split_file={out}"]):
+        assert main(["run", "--method", "baseline", "--dataset", "mlr-viper", *given,
+                     "--out", str(tmp_path / "r")]) == 2
+        assert "made for dataset 'synthetic'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 
