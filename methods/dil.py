@@ -530,6 +530,18 @@ class DegradationBank(nn.Module):
         self.codes = state["codes"]
 
 
+class Augmenter(nn.Module):
+    """The re-id stage's augmenter: a frozen copy of stage 1's content encoder (``trunk``,
+    ``head``, filled when stage 1 ends) and the bank of degradation codes (``bank``); the
+    degradation encoder and the generator are the method's own, frozen too."""
+
+    def __init__(self, trunk: nn.Module, head: nn.Module):
+        super().__init__()
+        self.trunk = copy.deepcopy(trunk)
+        self.head = copy.deepcopy(head)
+        self.bank = DegradationBank()
+
+
 # -- stages -------------------------------------------------------------------------------------
 def step_down(steps: int, at: float = 2 / 3) -> Any:
     """x0.1 once ``at`` of ``steps`` are done (the code: 20k of 30k, 40 of 60 epochs)."""
@@ -607,7 +619,7 @@ class DILStage(PooledStage):
 
     def freeze_after(self) -> list[nn.Module]:
         m = self.method
-        return [m.deg_enc, m.generator, m.d_real, m.d_deg, m.aug_trunk, m.aug_head]
+        return [m.deg_enc, m.generator, m.d_real, m.d_deg, m.augmenter]
 
     def _g_params(self) -> list[nn.Parameter]:
         m = self.method
@@ -693,11 +705,11 @@ class DILStage(PooledStage):
 
     def end(self, context: TrainContext) -> dict[str, Any]:
         m = self.method
-        m.aug_trunk.load_state_dict(m.trunk.state_dict())
-        m.aug_head.load_state_dict(m.head.state_dict())
+        m.augmenter.trunk.load_state_dict(m.trunk.state_dict())
+        m.augmenter.head.load_state_dict(m.head.state_dict())
         m.build_bank(context)
         return {"steps": self.steps, "paired_with": self.real_lr_source,
-                "bank_codes": int(m.bank.codes.shape[0])}
+                "bank_codes": int(m.augmenter.bank.codes.shape[0])}
 
 
 def synthetic_lr(x: torch.Tensor, factor: torch.Tensor, native: torch.Tensor | None
@@ -759,9 +771,7 @@ class DIL(Method):
         self.generator = AdaINGenerator(content, int(d["style_dim"]), int(d["mlp_dim"]))
         self.d_real = MultiScaleDiscriminator(3, int(d["disc_width"]))
         self.d_deg = MultiScaleDiscriminator(1, int(d["disc_width"]))
-        self.aug_trunk = copy.deepcopy(self.trunk)
-        self.aug_head = copy.deepcopy(self.head)
-        self.bank = DegradationBank()
+        self.augmenter = Augmenter(self.trunk, self.head)
         self.teacher_trunk = (Trunk(build_resnet(arch, 2, model["weights"])[0])
                               if d["teacher"] == "train" else None)
         self.reid_steps = 0
@@ -852,21 +862,23 @@ class DIL(Method):
             x = normalize(prep.images[prep.train[start:start + 64]]).to(context.device)
             codes.append(((self.deg_enc(x) + self.deg_enc(x.flip(-1))) / 2).cpu())
         self.deg_enc.train(was)
-        self.bank.codes = torch.cat(codes) if codes else torch.zeros(0, self.deg_enc.conv3_real
-                                                                     .out_channels)
+        self.augmenter.bank.codes = (torch.cat(codes) if codes else
+                                     torch.zeros(0, self.deg_enc.conv3_real.out_channels))
 
     @torch.no_grad()
     def augment(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """x_aug = G(content(x), a code drawn from the bank), by stage 1's frozen networks;
         before the bank exists (the harness's trial step) the batch's own codes shuffled."""
-        modules = (self.aug_trunk, self.aug_head, self.deg_enc, self.generator)
+        aug = self.augmenter
+        modules = (aug, self.deg_enc, self.generator)
         modes = [m.training for m in modules]
         for m in modules:
             m.eval()
-        _, c = self.aug_head(self.aug_trunk(x))
-        if len(self.bank.codes):
-            pick = torch.randint(0, len(self.bank.codes), (len(x),), generator=generator)
-            code = self.bank.codes[pick].to(x.device)
+        _, c = aug.head(aug.trunk(x))
+        bank = aug.bank.codes
+        if len(bank):
+            pick = torch.randint(0, len(bank), (len(x),), generator=generator)
+            code = bank[pick].to(x.device)
         else:
             code = self.deg_enc(x)[torch.randperm(len(x), generator=generator)]
         out = self.generator(c, code)
@@ -918,8 +930,8 @@ class DIL(Method):
 
     def train(self, mode: bool = True) -> DIL:
         super().train(mode)
-        for m in (self.deg_enc, self.generator, self.d_real, self.d_deg, self.aug_trunk,
-                  self.aug_head, self.teacher_trunk):
+        for m in (self.deg_enc, self.generator, self.d_real, self.d_deg, self.augmenter,
+                  self.teacher_trunk):
             if m is not None and not any(p.requires_grad for p in m.parameters()):
                 m.eval()  # frozen after its stage: BatchNorm statistics stay
         return self
@@ -939,7 +951,7 @@ class DIL(Method):
 
     def evaluation_extras(self, context: EvalContext) -> dict[str, Any]:
         return {"dil": {"teacher": self.cfg["dil"]["teacher"],
-                        "bank_codes": int(len(self.bank.codes))}}
+                        "bank_codes": int(len(self.augmenter.bank.codes))}}
 
     def module_roles(self) -> dict[str, tuple[nn.Module, set[str]]]:
         both = {QUERY, GALLERY}
@@ -954,7 +966,7 @@ class DIL(Method):
             "degradation-encoder": (self.deg_enc, set()), "generator": (self.generator, set()),
             "realism-discriminator": (self.d_real, set()),
             "degradation-discriminator": (self.d_deg, set()),
-            "augmenter-trunk": (self.aug_trunk, set()), "augmenter-head": (self.aug_head, set())}
+            "augmenter": (self.augmenter, set())}
         if self.teacher_trunk is not None:
             roles["teacher-trunk"] = (self.teacher_trunk, set())
         return roles

@@ -46,6 +46,7 @@ def test_every_method_keeps_the_contract(name, cfg):
     check_method(EVERY_METHOD[name], cfg)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EVERY_METHOD))
 def test_every_method_resumes_to_the_uninterrupted_run(name, resume_cfg, prep, tmp_path):

@@ -29,6 +29,7 @@ def example(label: str) -> str:
     return m.group(1)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_add_your_method_as_written(tmp_path):
@@ -51,6 +52,7 @@ def test_add_your_method_as_written(tmp_path):
     assert p["all"] == p["inference_path"] + p["train_only"]
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_add_your_dataset_as_written(tmp_path):
@@ -169,6 +171,8 @@ def test_the_readme_is_short_and_its_two_commands_are_the_ones_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text()
     assert 'pip install --quiet -e ".[test]"' in ci and 'pip install -e ".[test]"' in install
     assert "tox -e py" in ci and "tox -e py" in tests
+    # and the integration tests the README names
+    assert "tox -e integration" in ci and "tox -e integration" in readme
     # every page the README links to exists
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (ROOT / link).is_file(), link

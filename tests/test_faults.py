@@ -22,6 +22,9 @@ import torch
 from benchmark.cli import main
 from benchmark.core.errors import UnsafeFileError
 
+#: end-to-end through the CLI and the harness: tox -e integration
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ["--profile", "smoke", "--set", "model.weights=none", "--set", "train.epochs=1",
          "--set", "train.iters_per_epoch=1", "--no-progress"]

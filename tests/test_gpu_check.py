@@ -15,6 +15,7 @@ finally:
     sys.path.pop(0)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_a_dry_run_writes_every_section_and_its_records(tmp_path):
     from benchmark.harness.records import scan_results

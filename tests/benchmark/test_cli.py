@@ -60,6 +60,7 @@ def test_foreign_datasets_package_is_explained(tmp_path):
     assert proc.stderr.strip().count("\n") == 0
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_run_smoke_writes_record(tmp_path, capsys):
     out = tmp_path / "res"
@@ -87,6 +88,7 @@ def test_run_smoke_writes_record(tmp_path, capsys):
     assert "already in the results store" in capsys.readouterr().out
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_synth_check_data_run_all_trials(tmp_path, capsys):
     root = str(tmp_path / "data")
@@ -116,6 +118,7 @@ def test_check_data_missing_folder_is_one_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "synth --like viper" in err
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_suite_runs_and_resumes(tmp_path, capsys):
     suite = tmp_path / "s.yaml"

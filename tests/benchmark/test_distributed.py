@@ -119,6 +119,7 @@ def _stage_worker(rank, world, folder):
         dist.destroy_process_group()
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_a_stage_averages_its_gradients_over_the_processes(tmp_path):
     """A stage outside DDP (a teacher, an SR network) steps its own optimiser on each process's
@@ -139,6 +140,7 @@ def test_a_stage_averages_its_gradients_over_the_processes(tmp_path):
     assert torch.equal(w.grad, torch.tensor([2.0, 4.0]))
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_two_processes_take_the_step_one_process_takes(tmp_path):
     """The mean of the 2 processes' first-step losses equals one process's loss on the same
@@ -202,6 +204,7 @@ def test_distributed_runs_have_their_own_run_id():
     assert one != config_hash(run_config(cfg, None, None, world_size=2))
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_torchrun_two_processes_write_one_record(tmp_path):

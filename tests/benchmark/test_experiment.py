@@ -212,6 +212,7 @@ def test_registering_a_taken_name_raises():
     assert METHODS["baseline"].__name__ == "Baseline"
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_other_data_root_trains_anew_and_is_named(tmp_path, caplog):
     from datasets.synth import write_like
@@ -258,6 +259,7 @@ def test_touched_file_changes_the_fingerprint(tmp_path):
             != fingerprint(build_dataset("mlr-viper", cfg, str(tmp_path)))["hash"])
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_checkpoint_of_another_run_is_not_resumed(tmp_path, monkeypatch, caplog):
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=2", "train.iters_per_epoch=1"])
@@ -276,6 +278,7 @@ def test_checkpoint_of_another_run_is_not_resumed(tmp_path, monkeypatch, caplog)
     assert same["resumed_from_epoch"] == 2 and same["images_this_session"] == 0
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_a_checkpoint_of_other_data_is_named_not_resumed(tmp_path, caplog):
     cfg = load_config("smoke", ["model.weights=none", "train.epochs=1", "train.iters_per_epoch=1"])

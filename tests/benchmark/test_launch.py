@@ -33,6 +33,7 @@ def _records(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.json") if not p.name.endswith(".ranks.json"))
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_local_launcher_runs_the_cells_in_parallel_processes(suite, tmp_path):
     out = tmp_path / "out"
@@ -52,6 +53,7 @@ def test_local_launcher_runs_the_cells_in_parallel_processes(suite, tmp_path):
         assert f"{c.run_id}: rank1 " in texts[-1] and "mAP" in texts[-1]
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_slurm_launcher_submits_a_job_array(suite, tmp_path, capsys):
     """submitit's local executor stands in for Slurm: the same job array, run here."""
@@ -119,7 +121,7 @@ def test_estimate_is_runs_x_epochs_x_images_over_the_profiled_speed(capsys):
         assert row["hours"] == pytest.approx(30 * 120 * per_epoch / speed[0] / 3600)
     assert main(["suite", str(root / "benchmark" / "suites" / "paper-ladder.yaml"),
                  "--estimate", str(root / "docs" / "results" / "profile")]) == 0
-    assert "total: 420 runs" in capsys.readouterr().out  # 14 configs x 10 trials x 3 seeds
+    assert "total: 450 runs" in capsys.readouterr().out  # 15 configs x 10 trials x 3 seeds
     # generated data: its training images are its config's (cpu: 150 ids x 2 cameras x 6)
     field = load_suite(root / "benchmark" / "suites" / "field-cpu.yaml")
     rows = {r["method"]: r for r in estimate(field, root / "docs" / "results" / "profile")}

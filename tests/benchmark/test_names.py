@@ -66,6 +66,7 @@ def test_help_of_every_command_and_list_import_no_torch():
     assert "ftwa" in results[1][2]
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_a_report_renders_without_torch(tmp_path):

@@ -79,6 +79,7 @@ def _run(out: Path, *flags: str, env: dict[str, str] | None = None) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.subprocess
 def test_portable_runs_are_identical_and_another_pinned_capability_is_seen(tmp_path):

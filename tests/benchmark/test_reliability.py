@@ -19,6 +19,9 @@ from benchmark.harness.config import load_config
 from benchmark.harness.experiment import run_experiment
 from benchmark.harness.identity import identify
 
+#: end-to-end through the CLI and the harness: tox -e integration
+pytestmark = pytest.mark.integration
+
 SMOKE = ["--profile", "smoke", "--set", "model.weights=none", "--no-progress"]
 QUICK = ["--set", "train.epochs=2", "--set", "train.iters_per_epoch=1"]
 

@@ -47,9 +47,9 @@ def test_counts_are_the_official_codes(classes):
                                   "sensitive-bottleneck", "sensitive-classifier",
                                   "fused-classifier"))
     assert stage2 == OFFICIAL["stage2"] + 1539 * classes
-    # the augmenter's copies are the trunk's and the head's; the teacher's trunk the trunk's
-    assert got["augmenter-trunk"] == got["teacher-trunk"] == OFFICIAL["trunk"]
-    assert got["augmenter-head"] == OFFICIAL["content-head"]
+    # the augmenter's copy of the trunk and the head; the teacher's trunk is the trunk's
+    assert got["augmenter"] == OFFICIAL["trunk"] + OFFICIAL["content-head"]
+    assert got["teacher-trunk"] == OFFICIAL["trunk"]
 
 
 def test_the_test_feature_is_the_two_bottlenecks_flip_summed(smoke):
@@ -174,7 +174,7 @@ def test_the_reid_loss_is_the_weighted_sum_of_the_formulas(smoke):
     torch.manual_seed(0)
     m = resolve_method("dil")(smoke, 4).train()
     m.inv_cls.add_block[2].p = m.sen_cls.add_block[2].p = m.fuse_cls.add_block[2].p = 0.0
-    m.bank.codes = torch.randn(10, int(smoke["dil"]["style_dim"]))
+    m.augmenter.bank.codes = torch.randn(10, int(smoke["dil"]["style_dim"]))
     batch = _batch()
     torch.manual_seed(1)
     got = m.training_step(batch)
@@ -202,7 +202,7 @@ def test_the_reid_loss_is_the_weighted_sum_of_the_formulas(smoke):
 def test_the_augmenter_draws_codes_from_the_bank_and_the_frozen_copy(smoke, monkeypatch):
     torch.manual_seed(0)
     m = resolve_method("dil")(smoke, 4)
-    m.bank.codes = torch.randn(5, int(smoke["dil"]["style_dim"]))
+    m.augmenter.bank.codes = torch.randn(5, int(smoke["dil"]["style_dim"]))
     x = torch.randn(3, 3, 64, 32)
     seen = {}
 
@@ -213,11 +213,10 @@ def test_the_augmenter_draws_codes_from_the_bank_and_the_frozen_copy(smoke, monk
     monkeypatch.setattr(m.generator, "forward", spy)
     m.augment(x, torch.Generator().manual_seed(7))
     pick = torch.randint(0, 5, (3,), generator=torch.Generator().manual_seed(7))
-    assert torch.equal(seen["code"], m.bank.codes[pick])
-    m.aug_head.eval()
-    m.aug_trunk.eval()
+    assert torch.equal(seen["code"], m.augmenter.bank.codes[pick])
+    m.augmenter.eval()
     with torch.no_grad():
-        want = m.aug_head(m.aug_trunk(x))[1]
+        want = m.augmenter.head(m.augmenter.trunk(x))[1]
     assert torch.allclose(seen["content"], want)
 
 
@@ -290,8 +289,8 @@ def test_stage_one_updates_the_discriminators_then_the_encoders_and_generator(sm
         first, StepContext(opts, 0, torch.device("cpu"), lambda *a: None)))
     assert "g_id" in out and "g_inv" not in out  # real pairs: identity CE, no content L1
     stage.end(_ctx(prep))
-    assert m.bank.codes.shape == (16, int(smoke["dil"]["style_dim"]))
-    assert all(torch.equal(a, b) for a, b in zip(m.aug_head.state_dict().values(),
+    assert m.augmenter.bank.codes.shape == (16, int(smoke["dil"]["style_dim"]))
+    assert all(torch.equal(a, b) for a, b in zip(m.augmenter.head.state_dict().values(),
                                                  m.head.state_dict().values()))
 
 
@@ -321,7 +320,7 @@ def test_the_teacher_trains_the_sensitive_branch_and_the_reid_stage_the_rest(smo
         for module in done.freeze_after():
             module.requires_grad_(False)
     m.train()
-    assert not m.generator.training and not m.aug_trunk.training
+    assert not m.generator.training and not m.augmenter.training
     opts = m.reid_optimizers(lambda params: torch.optim.SGD(params, lr=0.1))
     assert opts["main"].defaults["lr"] == 3.5e-4 and opts["main"].defaults[
         "weight_decay"] == 5e-4
@@ -371,3 +370,23 @@ def test_the_official_names_map_onto_the_model(smoke):
     mapped = m.released_state_dict({k: own[v] for k, v in official.items()})
     assert mapped == {v: own[v] for v in official.values()}
     assert m.released_state_dict(own) is own
+
+
+def test_a_released_model_without_its_stage_one_networks_loads(smoke):
+    """The inference path (trunk, head, both branches, their bottlenecks) and the classifiers,
+    as the official E_con, E_id and C files hold them: the generator, encoders,
+    discriminators, augmenter and teacher (training only) may be left out."""
+    from benchmark.harness.checkpoint_eval import load_inference_weights
+
+    torch.manual_seed(0)
+    trained = resolve_method("dil")(smoke, 4)
+    keep = ("trunk.", "head.", "inv_cls.", "layer4.", "sen_cls.", "fuse_cls.")
+    state = {k: v for k, v in trained.state_dict().items() if k.startswith(keep)}
+    fresh = resolve_method("dil")(smoke, 4)
+    missing = load_inference_weights(fresh, state)
+    assert any(k.startswith("generator.") for k in missing)
+    assert "augmenter.bank._extra_state" in missing
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
+    with pytest.raises(RuntimeError, match="inference path"):
+        load_inference_weights(fresh, {k: v for k, v in state.items()
+                                       if not k.startswith("layer4.")})

@@ -361,8 +361,8 @@ def test_sing_learning_rates_are_the_prototxts(shared):
 
 
 # -- every dataset ------------------------------------------------------------------------------
-FIELD = ["sing", "csr-gan", "ffsr-rife", "rife", "ffsr", "rain", "cad-net", "ps-hrnet"]
-#: PS-HRNet's ablation rows share every module with ps-hrnet: the contract tests run them
+FIELD = ["sing", "csr-gan", "ffsr-rife", "rife", "ffsr", "rain", "cad-net", "ps-hrnet",
+         "ps-hrnet-id", "ps-hrnet-id-sr", "dil"]
 
 
 @pytest.fixture(scope="module")
@@ -375,6 +375,7 @@ def stand_in_root(tmp_path_factory):
     return root
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("name", FIELD)
 def test_each_field_method_runs_on_every_dataset(name, stand_in_root, tmp_path):
@@ -390,7 +391,8 @@ def test_each_field_method_runs_on_every_dataset(name, stand_in_root, tmp_path):
                                 "sr.pretrain_max_steps=2", "sr.pretrain_eval_every=2",
                                 "sr.pretrain_val_images=4", "sing.sr_pretrain_steps=2",
                                 "csr_gan.sr_init_steps=1", "csr_gan.sr_gan_steps=1",
-                                "ps_hrnet.teacher_steps=1",
+                                "ps_hrnet.teacher_steps=1", "dil.teacher_steps=1",
+                                "dil.dil_steps=2",
                                 "eval.hr_control=false", "eval.single_shot_repeats=1"])
     # the generated dataset: every method runs the whole harness on it in the contract tests
     for dataset in sorted(d for d in DATASETS.names() if DATASETS[d].needs_root):
