@@ -46,7 +46,7 @@ from torch.nn import functional as F
 
 from benchmark.core import progress as progress_log
 from benchmark.core.errors import UserError
-from benchmark.core.imaging import degrade_at, draw_rates, normalize
+from benchmark.core.imaging import degrade_at, draw_rates, from_pixels, normalize, to_pixels
 from benchmark.core.options import Option
 from methods.backbones import FEATURE_DIMS, build_resnet
 from methods.base import (
@@ -621,17 +621,13 @@ class DILStage(PooledStage):
         m = self.method
         return [m.deg_enc, m.generator, m.d_real, m.d_deg, m.augmenter]
 
-    def _g_params(self) -> list[nn.Parameter]:
-        m = self.method
-        return [*m.generator.parameters(), *m.deg_enc.parameters(), *m.head.parameters(),
-                *m.inv_cls.parameters()]
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         d, m = self.method.cfg["dil"], self.method
         kw = {"lr": float(d["dil_lr"]), "betas": (0.0, 0.999),
               "weight_decay": float(d["dil_weight_decay"])}
         return {"d": torch.optim.Adam([*m.d_deg.parameters(), *m.d_real.parameters()], **kw),
-                "g": torch.optim.Adam(self._g_params(), **kw)}
+                "g": torch.optim.Adam(m.dil_g_params(), **kw)}
 
     def schedulers(self, optimizers: dict[str, torch.optim.Optimizer]) -> dict[str, Any]:
         return {k: torch.optim.lr_scheduler.LambdaLR(o, step_down(self.steps))
@@ -712,11 +708,18 @@ class DILStage(PooledStage):
                 "bank_codes": int(m.augmenter.bank.codes.shape[0])}
 
 
+def _as_8bit(x: torch.Tensor) -> torch.Tensor:
+    """A normalised image as the code's PIL image would hold it: clamped to [0, 1] and rounded
+    to 1/255, normalised again."""
+    return from_pixels((to_pixels(x).clamp(0.0, 1.0) * 255.0).round() / 255.0)
+
+
 def synthetic_lr(x: torch.Tensor, factor: torch.Tensor, native: torch.Tensor | None
                  ) -> torch.Tensor:
     """The code's synthetic degradation: each image down-sampled by its ``factor`` (PIL's
     antialiased bilinear: torch's with antialias) to floor(native size / factor), then back to
-    the input size by bicubic (its test transform)."""
+    the input size by bicubic (its test transform), each step's image held in 8 bits as PIL
+    holds it."""
     b, _, h, w = x.shape
     sizes = (torch.tensor([[h, w]]).expand(b, 2) if native is None
              else torch.as_tensor(native).reshape(b, 2).cpu().long())
@@ -724,10 +727,10 @@ def synthetic_lr(x: torch.Tensor, factor: torch.Tensor, native: torch.Tensor | N
     for i in range(b):
         th = max(1, int(sizes[i, 0].item() // float(factor[i])))
         tw = max(1, int(sizes[i, 1].item() // float(factor[i])))
-        small = F.interpolate(x[i:i + 1], size=(th, tw), mode="bilinear", antialias=True,
-                              align_corners=False)
-        out[i:i + 1] = F.interpolate(small, size=(h, w), mode="bicubic", antialias=True,
-                                     align_corners=False)
+        small = _as_8bit(F.interpolate(x[i:i + 1], size=(th, tw), mode="bilinear",
+                                       antialias=True, align_corners=False))
+        out[i:i + 1] = _as_8bit(F.interpolate(small, size=(h, w), mode="bicubic",
+                                              antialias=True, align_corners=False))
     return out
 
 
@@ -847,20 +850,41 @@ class DIL(Method):
                               + F.cross_entropy(self.inv_cls(f_b), batch["l_b"])) * float(
                                   d["w_id"])
         total = sum(losses.values())
-        ctx.optimize("g", total)
+        # the code's optimiser steps every parameter it holds (PyTorch 1.8's zero_grad kept zero
+        # gradients): one this pair kind leaves out (the identity path and its ClassBlock on
+        # synthetic pairs, the synthetic head on real ones) still gets Adam's weight decay
+        unused = sum(p.sum() for p in self.dil_g_params()) * 0.0
+        ctx.optimize("g", total + unused)
         return {"loss": total.detach(), "d_real": l_d_real.detach(), "d_deg": l_d_deg.detach(),
                 **{k: v.detach() for k, v in losses.items()}}
+
+    def dil_g_params(self) -> list[nn.Parameter]:
+        """What stage 1's encoder-generator optimiser holds."""
+        return [*self.generator.parameters(), *self.deg_enc.parameters(),
+                *self.head.parameters(), *self.inv_cls.parameters()]
 
     @torch.no_grad()
     def build_bank(self, context: TrainContext) -> None:
         """Every training image's degradation code (real head), the image's and its flip's
-        averaged (the code's memory bank)."""
+        averaged (the code's memory bank, over its training folder, whose LR images give the
+        LR codes). A training set without LR images adds the codes of its HR images' twins at
+        the protocol's rates (drawn from the run's seed), so that the bank holds LR codes as
+        the code's does."""
         prep, codes = context.prep, []
+        rows = prep.train
+        lr_free = not prep.is_lr[rows].any()
+        rates = [int(r) for r in self.cfg["data"]["rates"]]
+        gen = torch.Generator().manual_seed(context.seed * 7919 + 43)
         was = self.deg_enc.training
         self.deg_enc.eval()
-        for start in range(0, len(prep.train), 64):
-            x = normalize(prep.images[prep.train[start:start + 64]]).to(context.device)
-            codes.append(((self.deg_enc(x) + self.deg_enc(x.flip(-1))) / 2).cpu())
+        for start in range(0, len(rows), 64):
+            x = normalize(prep.images[rows[start:start + 64]]).to(context.device)
+            batch = [x]
+            if lr_free:
+                native = prep.native_size(rows[start:start + 64])
+                batch.append(degrade_at(x, draw_rates(len(x), rates, gen), native))
+            for y in batch:
+                codes.append(((self.deg_enc(y) + self.deg_enc(y.flip(-1))) / 2).cpu())
         self.deg_enc.train(was)
         self.augmenter.bank.codes = (torch.cat(codes) if codes else
                                      torch.zeros(0, self.deg_enc.conv3_real.out_channels))

@@ -143,7 +143,8 @@ def load_inference_weights(model: Method, state: dict[str, torch.Tensor]) -> lis
     own = model.state_dict()
     foreign = sorted(set(state) - set(own))
     missing = sorted(set(own) - set(state))
-    needed = [k for k in missing if not _training_only(model, k)]
+    prefixes = _training_only_prefixes(model)
+    needed = [k for k in missing if not k.startswith(prefixes)]
     if foreign or needed:
         parts = []
         if needed:
@@ -157,14 +158,11 @@ def load_inference_weights(model: Method, state: dict[str, torch.Tensor]) -> lis
     return missing
 
 
-def _training_only(model: Method, key: str) -> bool:
-    """``key`` belongs to a module the method uses in training only."""
-    prefixes = {id(m): name for name, m in model.named_modules()}
-    for module, roles in model.module_roles().values():
-        prefix = prefixes.get(id(module))
-        if not roles and prefix and key.startswith(prefix + "."):
-            return True
-    return False
+def _training_only_prefixes(model: Method) -> tuple[str, ...]:
+    """The state-dict prefixes (``name.``) of the modules the method uses in training only."""
+    names = {id(m): name for name, m in model.named_modules()}
+    return tuple(names[id(module)] + "." for module, roles in model.module_roles().values()
+                 if not roles and names.get(id(module)))
 
 
 def evaluate_checkpoint(method_name: str, weights: str, dataset: str, cfg: dict[str, Any],

@@ -221,15 +221,22 @@ def test_the_augmenter_draws_codes_from_the_bank_and_the_frozen_copy(smoke, monk
 
 
 def test_synthetic_pairs_are_the_hr_image_down_sampled_by_the_drawn_factor():
-    x = torch.rand(2, 3, 64, 32)
+    from benchmark.core.imaging import from_pixels, to_pixels
+
+    def pil(y):  # held in 8 bits between the resizes, as the code's PIL images are
+        return from_pixels((to_pixels(y).clamp(0, 1) * 255).round() / 255)
+
+    x = from_pixels(torch.rand(2, 3, 64, 32))
     out = dil.synthetic_lr(x, torch.tensor([4.0, 3.5]), torch.tensor([[64, 32], [128, 64]]))
-    small = F.interpolate(x[:1], size=(16, 8), mode="bilinear", antialias=True)
-    want = F.interpolate(small, size=(64, 32), mode="bicubic", antialias=True)
-    assert torch.allclose(out[:1], want)
+    small = pil(F.interpolate(x[:1], size=(16, 8), mode="bilinear", antialias=True))
+    want = pil(F.interpolate(small, size=(64, 32), mode="bicubic", antialias=True))
+    assert torch.allclose(out[:1], want, atol=1e-5)
     # the second from its native 128x64: floor(128 / 3.5) x floor(64 / 3.5) = 36 x 18
-    small = F.interpolate(x[1:], size=(36, 18), mode="bilinear", antialias=True)
-    assert torch.allclose(out[1:], F.interpolate(small, size=(64, 32), mode="bicubic",
-                                                 antialias=True))
+    small = pil(F.interpolate(x[1:], size=(36, 18), mode="bilinear", antialias=True))
+    want = pil(F.interpolate(small, size=(64, 32), mode="bicubic", antialias=True))
+    assert torch.allclose(out[1:], want, atol=1e-5)
+    pixels = to_pixels(out)
+    assert pixels.min() >= -1e-6 and pixels.max() <= 1 + 1e-6  # no bicubic overshoot
 
 
 # -- what each stage changes --------------------------------------------------------------------
@@ -276,18 +283,19 @@ def test_stage_one_updates_the_discriminators_then_the_encoders_and_generator(sm
     assert torch.equal(first["l_a"], first["l_b"])
     opts = stage.optimizers()
     assert opts["d"].defaults["betas"] == (0.0, 0.999) and opts["g"].defaults["lr"] == 1e-4
+    outs = []
     for batch in (first, second):
         before = _snapshot(m)
         ctx = StepContext(opts, 0, torch.device("cpu"), lambda *a: None)
-        out = stage.step(batch, ctx)
+        outs.append(stage.step(batch, ctx))
         assert ctx.updated == ["d", "g"]
-        # never the trunk (it runs without gradient); the invariant classifier only on real
-        # pairs (the identity cross-entropy; the KL on synthetic ones is off, as in the code)
-        want = {"d_real", "d_deg", "deg_enc", "generator", "head"}
-        assert _changed(before, m) == want | (set() if batch["synthetic"] else {"inv_cls"})
-    assert {"g_inv", "g_rec", "g_self_rec", "g_deg", "g_real"} <= set(stage.step(
-        first, StepContext(opts, 0, torch.device("cpu"), lambda *a: None)))
-    assert "g_id" in out and "g_inv" not in out  # real pairs: identity CE, no content L1
+        # never the trunk (it runs without gradient); every parameter of the optimisers, also
+        # those the pair kind leaves out (the invariant classifier on synthetic pairs: the KL
+        # is off, as in the code), which get Adam's weight decay as the code's torch did
+        assert _changed(before, m) == {"d_real", "d_deg", "deg_enc", "generator", "head",
+                                       "inv_cls"}
+    assert {"g_inv", "g_rec", "g_self_rec", "g_deg", "g_real"} <= set(outs[0])
+    assert "g_id" in outs[1] and "g_inv" not in outs[1]  # real pairs: identity CE, no content L1
     stage.end(_ctx(prep))
     assert m.augmenter.bank.codes.shape == (16, int(smoke["dil"]["style_dim"]))
     assert all(torch.equal(a, b) for a, b in zip(m.augmenter.head.state_dict().values(),
@@ -303,6 +311,11 @@ def test_without_real_lr_training_images_the_real_pairs_use_protocol_twins(smoke
     b = next(batches)
     assert not b["synthetic"] and "twins" in stage.real_lr_source
     assert b["x_b"].shape == b["x_a"].shape
+    # and the bank holds their LR codes too (the code's covers its LR training images)
+    m.build_bank(_ctx(prep))
+    assert m.augmenter.bank.codes.shape[0] == 2 * len(prep.train)
+    m.build_bank(_ctx(_Prep()))
+    assert m.augmenter.bank.codes.shape[0] == len(_Prep().train)
 
 
 def test_the_teacher_trains_the_sensitive_branch_and_the_reid_stage_the_rest(smoke):
