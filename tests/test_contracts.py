@@ -40,6 +40,7 @@ def prep(resume_cfg):
     return prepare_data("synthetic", resume_cfg, None, progress=False)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(EVERY_METHOD))
 def test_every_method_keeps_the_contract(name, cfg):
