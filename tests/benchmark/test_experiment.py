@@ -316,6 +316,7 @@ def test_committed_records_keep_their_identity():
         assert stored and stored <= ids, sorted(stored - ids)
 
 
+@pytest.mark.integration
 @pytest.mark.slow
 def test_ftwa_record_holds_swa_diagnostics(tmp_path):
     """Every epoch of an FTWA record has the SWA means, the record the collapse flag, and the
