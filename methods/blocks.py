@@ -101,3 +101,28 @@ class PooledStage(Stage):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.gen.set_state(state["gen"])
         self.pool = state["pool"].numpy()
+
+
+class TeacherStage(Stage):
+    """A teacher trained in a stage of its own before the re-id stage: its budget is
+    ``<section>.teacher_steps``, or the re-id stage's (``method.reid_steps``, set by
+    ``on_train_start``) when that is 0; a history entry and a checkpoint every eighth of it."""
+
+    #: the method's config section holding ``teacher_steps``
+    section: str = ""
+
+    def __init__(self, method: Any):
+        self.method = method
+
+    @property
+    def steps(self) -> int:  # type: ignore[override]
+        own = int(self.method.cfg[self.section]["teacher_steps"])
+        return own or self.method.reid_steps
+
+    @property
+    def log_every(self) -> int:  # type: ignore[override]
+        return max(1, self.steps // 8)
+
+    @property
+    def checkpoint_every(self) -> int:  # type: ignore[override]
+        return self.log_every

@@ -48,6 +48,7 @@ from benchmark.core import progress as progress_log
 from benchmark.core.errors import UserError
 from benchmark.core.imaging import degrade_at, draw_rates, from_pixels, normalize, to_pixels
 from benchmark.core.options import Option
+from methods import blocks
 from methods.backbones import FEATURE_DIMS, build_resnet
 from methods.base import (
     GALLERY,
@@ -549,27 +550,13 @@ def step_down(steps: int, at: float = 2 / 3) -> Any:
     return lambda it: 0.1 if it >= edge else 1.0
 
 
-class TeacherStage(Stage):
+class TeacherStage(blocks.TeacherStage):
     """The sensitive branch's origin: a re-id ResNet (trunk, layer4 with last stride 2, global
     max pooling, ClassBlock) trained with CE + triplet on P x K batches of every training image,
     Adam at ``dil.reid_lr`` x0.1 at 2/3; its trunk is then dropped (frozen, unused)."""
 
     name = "dil-teacher"
-
-    def __init__(self, method: DIL):
-        self.method = method
-
-    @property
-    def steps(self) -> int:  # type: ignore[override]
-        return int(self.method.cfg["dil"]["teacher_steps"]) or self.method.reid_steps
-
-    @property
-    def log_every(self) -> int:  # type: ignore[override]
-        return max(1, self.steps // 8)
-
-    @property
-    def checkpoint_every(self) -> int:  # type: ignore[override]
-        return self.log_every
+    section = "dil"
 
     def freeze_after(self) -> list[nn.Module]:
         return [self.method.teacher_trunk]

@@ -40,6 +40,7 @@ from torch import nn
 from benchmark.core.errors import UserError
 from benchmark.core.options import Option
 from benchmark.core.torchio import load_torch
+from methods import blocks
 from methods.base import (
     GALLERY,
     QUERY,
@@ -261,28 +262,13 @@ def reid_losses(out: dict[str, Any], labels: torch.Tensor, p: dict[str, Any]
     return l_id, l_tri / len(feats)
 
 
-class TeacherStage(Stage):
+class TeacherStage(blocks.TeacherStage):
     """PS-HRNet's first phase: the HR teacher (HRNet-ReID, no VDSR) trained on the HR training
     images with the ID row's losses and the student's optimiser, then frozen. Batches: P x K of
     the HR training images, drawn as the re-id stage draws (``TrainContext.pk_batches``)."""
 
     name = "teacher"
-
-    def __init__(self, method: PSHRNet):
-        self.method = method
-
-    @property
-    def steps(self) -> int:  # type: ignore[override]
-        own = int(self.method.cfg["ps_hrnet"]["teacher_steps"])
-        return own or self.method.reid_steps
-
-    @property
-    def log_every(self) -> int:  # type: ignore[override]
-        return max(1, self.steps // 8)
-
-    @property
-    def checkpoint_every(self) -> int:  # type: ignore[override]
-        return self.log_every
+    section = "ps_hrnet"
 
     def freeze_after(self) -> list[nn.Module]:
         return [self.method.teacher]
