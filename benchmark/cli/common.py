@@ -71,6 +71,10 @@ def print_metrics(record: dict) -> None:
     cols = ["rank1", "rank5", "rank10", "rank20", "mAP"]
     print("  " + "  ".join(f"{c:>7}" for c in cols))
     print("  " + "  ".join(f"{m[c]:7.2f}" for c in cols))
+    if m.get("num_skipped_queries"):
+        total = m["num_skipped_queries"] + m.get("num_valid_queries", 0)
+        print(f"  {m['num_skipped_queries']} of {total} queries have no true match in the "
+              "gallery (other cameras) and are left out of CMC and mAP")
     for rate, sub in m.get("by_rate", {}).items():
         print(f"  r={rate}: rank1 {sub['rank1']:.2f}  mAP {sub['mAP']:.2f}  "
               f"({sub['num_queries']} queries)")

@@ -67,7 +67,8 @@ def state_dict_of(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_ids(path: str) -> list[int]:
-    """Training identities from a file: a JSON list of integers, or one integer per line."""
+    """Training identities from a file: a JSON list of integers (or of strings of digits, as
+    lists made from folder names such as ``"0042"`` hold), or one integer per line."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"--train-ids {path}: no such file (a JSON list of person ids, or one id "
@@ -78,10 +79,12 @@ def read_ids(path: str) -> list[int]:
             int(line) for line in text.split() if line.strip()]
     except (ValueError, RecursionError):
         values = None
+    if isinstance(values, list):
+        values = [int(v) if isinstance(v, str) and v.strip().isdigit() else v for v in values]
     if not isinstance(values, list) or not values or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise UserError(f"--train-ids {path}: expected a JSON list of person ids or one integer "
-                        "per line")
+        raise UserError(f"--train-ids {path}: expected a JSON list of person ids (integers, "
+                        "or strings of digits) or one integer per line")
     return sorted(set(values))
 
 

@@ -43,7 +43,12 @@ def test_train_ids_files(tmp_path):
     (tmp_path / "a.json").write_text("[3, 1, 3]")
     (tmp_path / "b.txt").write_text("5\n2\n")
     (tmp_path / "c.txt").write_text("five\n")
+    (tmp_path / "d.json").write_text('["0042", 7, "0042"]')
+    (tmp_path / "e.json").write_text('["0042", "p7"]')
     assert read_ids(str(tmp_path / "a.json")) == [1, 3]
+    assert read_ids(str(tmp_path / "d.json")) == [7, 42]
+    with pytest.raises(UserError, match="strings of digits"):
+        read_ids(str(tmp_path / "e.json"))
     assert read_ids(str(tmp_path / "b.txt")) == [2, 5]
     with pytest.raises(UserError, match="one integer per line"):
         read_ids(str(tmp_path / "c.txt"))

@@ -41,6 +41,16 @@ def test_user_errors_are_one_line_exit_2(args, expect, capsys, tmp_path):
     assert err.count("\n") == 0 and expect in err and "Traceback" not in err
 
 
+def test_queries_without_a_true_match_are_reported(capsys):
+    from benchmark.cli.common import print_metrics
+    m = {"rank1": 50.0, "rank5": 60.0, "rank10": 70.0, "rank20": 80.0, "mAP": 40.0,
+         "num_valid_queries": 8, "num_skipped_queries": 2}
+    print_metrics({"metrics": m})
+    assert "2 of 10 queries have no true match" in capsys.readouterr().out
+    print_metrics({"metrics": m | {"num_skipped_queries": 0}})
+    assert "no true match" not in capsys.readouterr().out
+
+
 def test_help_on_every_subcommand():
     for sub in ("list", "run", "synth", "check-data", "preview", "profile", "suite"):
         with pytest.raises(SystemExit) as exc:
