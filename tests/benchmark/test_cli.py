@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmark.cli import main
+from benchmark.cli.common import print_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +43,6 @@ def test_user_errors_are_one_line_exit_2(args, expect, capsys, tmp_path):
 
 
 def test_queries_without_a_true_match_are_reported(capsys):
-    from benchmark.cli.common import print_metrics
     m = {"rank1": 50.0, "rank5": 60.0, "rank10": 70.0, "rank20": 80.0, "mAP": 40.0,
          "num_valid_queries": 8, "num_skipped_queries": 2}
     print_metrics({"metrics": m})
