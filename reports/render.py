@@ -184,7 +184,8 @@ def build(results: str | Path, skip_bad: bool = False) -> dict[str, Any]:
             "rerank": {"md": md_table(rr_t), "html": html_table(rr_t)} if not rr_t.empty
             else None,
             "claims": {"md": md_table(claims_view), "html": html_table(claims_view),
-                       "frame": claims} if not claims.empty else None,
+                       "frame": claims, "reading_check": claims_mod.reading_check(claims)}
+            if not claims.empty else None,
             "provenance": {"md": md_table(_provenance_table(sub)),
                            "html": html_table(_provenance_table(sub))},
         })

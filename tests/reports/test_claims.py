@@ -8,7 +8,18 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from reports.claims import CLAIMS, Claim, claims_table, compare, interval, rate_spread, verdict
+from reports.claims import (
+    CAD_NET_PAPER_ABLATION,
+    CAD_NET_PAPER_FULL,
+    CLAIMS,
+    Claim,
+    claims_table,
+    compare,
+    interval,
+    rate_spread,
+    reading_check,
+    verdict,
+)
 from reports.render import build
 from reports.results import aggregate, load_store, runs_frame
 from reports.swa import swa_table
@@ -122,6 +133,55 @@ def test_claims_rows_come_from_the_records(tmp_path, ftwa_record):
     params = ftwa_record["model"]["parameters"]
     assert f"{100 * params['modules']['RAFT'] / params['inference_path']:.1f} %" in raft[
         "evidence"]
+
+
+def _cad_net_check(tmp_path, ftwa_record, ablated):
+    folder = tmp_path / "res"
+    for seed in range(3):
+        write(folder, ftwa_record, "cad-net", seed, 50.0 + seed)
+        for key, rank1 in ablated.items():
+            write(folder, ftwa_record, "cad-net", seed, rank1 + (seed % 2), own={key: 0.0})
+    frame = runs_frame(load_store(folder))
+    frame = frame.merge(aggregate(frame)[["config_hash", "label"]], on="config_hash")
+    return reading_check(claims_table(frame, frame.iloc[:0], "smoke"))
+
+
+def test_reading_check_orders_the_terms_and_compares_with_the_paper(tmp_path, ftwa_record):
+    # removing the recovery term costs most here, then the feature discriminator, then the
+    # image discriminator: the paper's order (costs 15.4, 14.5, 2.3)
+    assert CAD_NET_PAPER_FULL - CAD_NET_PAPER_ABLATION["lambda_rec"] == pytest.approx(15.4)
+    (line,) = _cad_net_check(tmp_path, ftwa_record, {"lambda_rec": 40.0, "lambda_adv_f": 44.0,
+                                                     "lambda_adv_i": 48.0})
+    # cad-net 50, 51, 52; without L_rec 40, 41, 40: differences 10, 10, 12
+    assert line.startswith("synthetic: ")
+    assert "the recovery term +10.7 [" in line and "the image discriminator +2.7 [" in line
+    assert line.index("recovery term +10.7") < line.index("feature discriminator +6.7") < \
+        line.index("image discriminator +2.7")
+    assert "the recovery term +15.4, the feature discriminator +14.5, the image " \
+           "discriminator +2.3" in line
+    assert "hurts most here: as in the paper" in line and "the full order is the paper's" in line
+
+
+def test_reading_check_says_when_the_reading_disagrees(tmp_path, ftwa_record):
+    (line,) = _cad_net_check(tmp_path, ftwa_record, {"lambda_rec": 47.0, "lambda_adv_f": 45.0,
+                                                     "lambda_adv_i": 40.0})
+    assert "removing the image discriminator hurts most here: unlike the paper" in line
+    assert "the full order differs" in line
+    # the feature discriminator second, the recovery term third: a top-two term that is not
+    # the paper's first still agrees on what hurts most, not on the full order
+    (line,) = _cad_net_check(tmp_path / "b", ftwa_record, {"lambda_rec": 45.0,
+                                                           "lambda_adv_f": 40.0,
+                                                           "lambda_adv_i": 47.0})
+    assert "removing the feature discriminator hurts most here: as in the paper" in line
+    assert "the full order differs" in line
+
+
+def test_reading_check_with_a_term_missing_does_not_order(tmp_path, ftwa_record):
+    (line,) = _cad_net_check(tmp_path, ftwa_record, {"lambda_adv_f": 40.0})
+    assert "the feature discriminator +10.7" in line
+    assert "No runs yet without the recovery term or the image discriminator" in line
+    assert "hurts most" not in line
+    assert _cad_net_check(tmp_path / "none", ftwa_record, {}) == []
 
 
 def test_resolution_claim_compares_spreads(tmp_path, ftwa_record):
