@@ -176,6 +176,25 @@ def test_reading_check_says_when_the_reading_disagrees(tmp_path, ftwa_record):
     assert "the full order differs" in line
 
 
+def test_reading_check_does_not_order_costs_within_noise(tmp_path, ftwa_record):
+    # cad-net 50, 51, 52; every ablation 50, 51, 50: differences 0, 0, 2, interval spans zero
+    (line,) = _cad_net_check(tmp_path, ftwa_record, {"lambda_rec": 50.0, "lambda_adv_f": 50.0,
+                                                     "lambda_adv_i": 50.0})
+    assert "Removing no term costs rank-1 beyond noise here" in line
+    assert "even gains" not in line and "hurts most" not in line
+    # every ablation above the full method: removing each term gains, by the means
+    (line,) = _cad_net_check(tmp_path / "b", ftwa_record, {"lambda_rec": 52.0,
+                                                           "lambda_adv_f": 51.0,
+                                                           "lambda_adv_i": 51.5})
+    assert "beyond noise here (every interval reaches zero; by the means, removing each one " \
+           "even gains)" in line
+    # one term beyond noise: the means are ordered as before
+    (line,) = _cad_net_check(tmp_path / "c", ftwa_record, {"lambda_rec": 40.0,
+                                                           "lambda_adv_f": 50.0,
+                                                           "lambda_adv_i": 50.0})
+    assert "removing the recovery term hurts most here: as in the paper" in line
+
+
 def test_reading_check_with_a_term_missing_does_not_order(tmp_path, ftwa_record):
     (line,) = _cad_net_check(tmp_path, ftwa_record, {"lambda_adv_f": 40.0})
     assert "the feature discriminator +10.7" in line
