@@ -283,13 +283,12 @@ def reading_check(table: pd.DataFrame) -> list[str]:
                      + "): unlike the paper, where removing the recovery term or the feature "
                      "discriminator costs most; the order of the means here is not evidence.")
         else:
-            top = max(cost, key=lambda k: cost[k]["diff"])
             here_order = sorted(cost, key=lambda k: cost[k]["diff"], reverse=True)
-            agree = top in paper_order[:2]
+            top = here_order[0]
             text += (f"By the means, removing the {CAD_NET_TERMS[top]} hurts most here: "
-                     + ("as in the paper, where the recovery term and the feature discriminator "
-                        "cost most" if agree else "unlike the paper, where the recovery term "
-                        "and the feature discriminator cost most")
+                     + ("as in" if top in paper_order[:2] else "unlike")
+                     + " the paper, where the recovery term and the feature discriminator cost "
+                     "most"
                      + ("; the full order is the paper's." if here_order == paper_order
                         else "; the full order differs from the paper's."))
         out.append(text)
